@@ -1,0 +1,40 @@
+# Two commands for a fresh clone:  make run  (set up + main job)   make test  (set up + tests)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export MLFLOW_DISABLE_TELEMETRY := true
+export RAY_USAGE_STATS_ENABLED := 0
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: setup run test lint format bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(BIN)/mlflow run . --env-manager local
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/python -m pytest
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -m backend_agnostic
+
+bench: setup
+	$(BIN)/python -m experiments.benchmark
+
+clean:
+	rm -rf $(VENV) mlruns mlartifacts mlflow.db

@@ -1,0 +1,1 @@
+"""Experiments over lstm_keras: tasks, training entry points, benchmarks."""

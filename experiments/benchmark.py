@@ -1,0 +1,156 @@
+"""Training-speed benchmark: lstm_keras layers against Keras's built-ins, side by side.
+
+Every contender trains on the same batch in one process; rounds are interleaved (A, B, C, A,
+B, C, ...) so that the machine's noise hits all of them alike, and the table reports median
+steps/s and ratios to the built-in of the same kind. Run:
+
+    python -m experiments.benchmark [--shapes copy adding char_lm] [--variants NFG CIFG ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from dataclasses import dataclass
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    batch: int
+    seq_len: int
+    features: int  # input width (vocabulary size when embedded)
+    units: int
+    outputs: int  # classes per step, or 1 for a scalar regression at the end
+    embedding: int = 0  # >0: integer tokens through Embedding(features, embedding)
+    per_step: bool = True
+
+
+SHAPES = {
+    "copy": Shape("copy", batch=128, seq_len=120, features=10, units=128, outputs=10),
+    "adding": Shape("adding", batch=128, seq_len=200, features=2, units=128, outputs=1, per_step=False),
+    "char_lm": Shape("char_lm", batch=64, seq_len=100, features=100, units=256, outputs=100, embedding=64),
+}
+
+
+def _batch(shape: Shape, rng):
+    import numpy as np
+
+    if shape.embedding:
+        x = rng.integers(0, shape.features, (shape.batch, shape.seq_len))
+    else:
+        x = rng.standard_normal((shape.batch, shape.seq_len, shape.features)).astype("float32")
+    if shape.per_step:
+        y = rng.integers(0, shape.outputs, (shape.batch, shape.seq_len))
+    else:
+        y = rng.standard_normal((shape.batch, 1)).astype("float32")
+    return x, y
+
+
+def build_model(shape: Shape, recurrent_layer):
+    import keras
+
+    inputs = keras.Input((shape.seq_len,) if shape.embedding else (shape.seq_len, shape.features))
+    x = keras.layers.Embedding(shape.features, shape.embedding)(inputs) if shape.embedding else inputs
+    x = recurrent_layer(x)
+    outputs = keras.layers.Dense(shape.outputs)(x)
+    model = keras.Model(inputs, outputs)
+    loss = (
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        if shape.per_step
+        else keras.losses.MeanSquaredError()
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+    return model
+
+
+def contenders(shape: Shape, variants: list[str]) -> dict:
+    """name → (reference name, layer factory). Our layers are compared with their built-in."""
+    import keras
+
+    import lstm_keras as lk
+
+    seq = shape.per_step
+    out = {
+        "keras.LSTM": ("keras.LSTM", lambda: keras.layers.LSTM(shape.units, return_sequences=seq)),
+        "LSTM": ("keras.LSTM", lambda: lk.LSTM(shape.units, return_sequences=seq)),
+        "keras.GRU": ("keras.GRU", lambda: keras.layers.GRU(shape.units, return_sequences=seq)),
+        "GRU": ("keras.GRU", lambda: lk.GRU(shape.units, return_sequences=seq)),
+    }
+    for v in variants:
+        if v in lk.LSTM_VARIANTS:
+            fb = None if not lk.LSTM_VARIANTS[v].has_forget_gate else 1.0
+            out[f"LSTM/{v}"] = ("LSTM", lambda v=v, fb=fb: lk.LSTM(shape.units, variant=v, forget_bias=fb, return_sequences=seq))
+        else:
+            out[f"GRU/{v}"] = ("GRU", lambda v=v: lk.GRU(shape.units, variant=v, return_sequences=seq))
+    return out
+
+
+def run_shape(shape: Shape, variants: list[str], rounds: int, steps: int, seed: int = 0) -> list[dict]:
+    import keras
+    import numpy as np
+
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    x, y = _batch(shape, rng)
+    entries = contenders(shape, variants)
+    models = {name: build_model(shape, factory()) for name, (_, factory) in entries.items()}
+    for model in models.values():  # compile the train step and warm the caches
+        for _ in range(3):
+            model.train_on_batch(x, y)
+    rates: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                model.train_on_batch(x, y)
+            rates[name].append(steps / (time.perf_counter() - start))
+    medians = {name: statistics.median(r) for name, r in rates.items()}
+    return [
+        {
+            "shape": shape.name,
+            "layer": name,
+            "reference": ref,
+            "steps_per_s": medians[name],
+            "ratio": medians[name] / medians[ref],
+            "params": models[name].count_params(),
+        }
+        for name, (ref, _) in entries.items()
+    ]
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = [f"{'shape':8} {'layer':14} {'steps/s':>8} {'ratio':>6}  vs {'':12} params"]
+    for r in rows:
+        lines.append(
+            f"{r['shape']:8} {r['layer']:14} {r['steps_per_s']:8.2f} {r['ratio']:6.2f}  vs "
+            f"{r['reference']:12} {r['params']}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--variants", nargs="*", default=[], help="extra LSTM/GRU variants to time")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10, help="train steps per timed round")
+    args = parser.parse_args(argv)
+    import lstm_keras as lk
+
+    for v in args.variants:
+        if v not in lk.LSTM_VARIANTS and v not in lk.GRU_VARIANTS:
+            parser.error(f"unknown variant {v!r}; valid: {', '.join([*lk.LSTM_VARIANTS, *lk.GRU_VARIANTS])}")
+    rows = []
+    for name in args.shapes:
+        rows += run_shape(SHAPES[name], args.variants, args.rounds, args.steps)
+        print(format_table([r for r in rows if r["shape"] == name]), flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

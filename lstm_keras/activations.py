@@ -1,0 +1,76 @@
+"""Activation functions used by the cells, including the 1997 scaled sigmoids.
+
+Hochreiter & Schmidhuber (1997) squash the cell input with g(x) = 4σ(x) − 2 (range [−2, 2])
+and the cell output with h(x) = 2σ(x) − 1 (range [−1, 1]). Both are registered Keras objects,
+so a layer using them serialises and reloads like any other.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+from keras import ops
+
+ActivationLike = str | Callable | None
+
+
+@keras.saving.register_keras_serializable(package="lstm_keras")
+def sigmoid_2m1(x):
+    """2σ(x) − 1: the 1997 LSTM's cell-output squashing, range (−1, 1)."""
+    return 2.0 * ops.sigmoid(x) - 1.0
+
+
+@keras.saving.register_keras_serializable(package="lstm_keras")
+def sigmoid_4m2(x):
+    """4σ(x) − 2: the 1997 LSTM's cell-input squashing, range (−2, 2)."""
+    return 4.0 * ops.sigmoid(x) - 2.0
+
+
+# Names a user may write besides Keras's own activation names.
+_ALIASES: dict[str, Callable] = {
+    "2sigmoid-1": sigmoid_2m1,
+    "sigmoid_2m1": sigmoid_2m1,
+    "4sigmoid-2": sigmoid_4m2,
+    "sigmoid_4m2": sigmoid_4m2,
+    "identity": keras.activations.linear,
+}
+
+
+def keras_activation_names() -> list[str]:
+    """Every activation name `keras.activations.get` accepts."""
+    return sorted(
+        name
+        for name in dir(keras.activations)
+        if not name.startswith("_") and name not in {"get", "serialize", "deserialize"}
+    )
+
+
+def valid_activation_names() -> list[str]:
+    return sorted(set(keras_activation_names()) | set(_ALIASES))
+
+
+def get_activation(activation: ActivationLike, *, argument: str) -> Callable:
+    """Resolve a name or callable, raising a ValueError that names `argument` and the choices."""
+    if activation is None:
+        return keras.activations.linear
+    if callable(activation):
+        return activation
+    if isinstance(activation, str):
+        if activation in _ALIASES:
+            return _ALIASES[activation]
+        if activation in keras_activation_names():
+            return keras.activations.get(activation)
+    raise ValueError(
+        f"Unknown {argument}={activation!r}. Valid choices: "
+        f"{', '.join(valid_activation_names())} (or a callable)."
+    )
+
+
+def serialize_activation(fn: Callable):
+    """Config form: our own names for the 1997 sigmoids, Keras's serialisation otherwise."""
+    if fn is sigmoid_2m1:
+        return "2sigmoid-1"
+    if fn is sigmoid_4m2:
+        return "4sigmoid-2"
+    return keras.activations.serialize(fn)
