@@ -38,7 +38,6 @@ SHAPES = {
 
 
 def _batch(shape: Shape, rng):
-    import numpy as np
 
     if shape.embedding:
         x = rng.integers(0, shape.features, (shape.batch, shape.seq_len))
@@ -84,7 +83,10 @@ def contenders(shape: Shape, variants: list[str]) -> dict:
     for v in variants:
         if v in lk.LSTM_VARIANTS:
             fb = None if not lk.LSTM_VARIANTS[v].has_forget_gate else 1.0
-            out[f"LSTM/{v}"] = ("LSTM", lambda v=v, fb=fb: lk.LSTM(shape.units, variant=v, forget_bias=fb, return_sequences=seq))
+            out[f"LSTM/{v}"] = (
+                "LSTM",
+                lambda v=v, fb=fb: lk.LSTM(shape.units, variant=v, forget_bias=fb, return_sequences=seq),
+            )
         else:
             out[f"GRU/{v}"] = ("GRU", lambda v=v: lk.GRU(shape.units, variant=v, return_sequences=seq))
     return out

@@ -7,7 +7,7 @@ so a layer using them serialises and reloads like any other.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 from keras import ops

@@ -111,7 +111,11 @@ class GRUCell(GatedCell):
         # Recurrent terms that multiply h itself (one fused matmul) form a prefix of dense_rec;
         # R tanh(h) (MUT3) and R (r ⊙ h) (reset before) are computed after it.
         on_h = [s for s in self.dense_rec if v.recurrent_term(s) == DENSE and (s != "h" or v.reset_after)]
-        self.fused_rec = tuple(self.dense_rec[: next((k for k, s in enumerate(self.dense_rec) if s not in on_h), len(self.dense_rec))])
+        self.fused_rec = tuple(
+            self.dense_rec[
+                : next((k for k, s in enumerate(self.dense_rec) if s not in on_h), len(self.dense_rec))
+            ]
+        )
         self.state_size = self.units
 
     def build(self, input_shape):
@@ -162,14 +166,18 @@ class GRUCell(GatedCell):
         if len(self.dense_in) == len(v.slots):
             z = dense
         else:
-            by_slot = dict(zip(self.dense_in, ops.split(dense, len(self.dense_in), -1))) if self.dense_in else {}
-            by_slot.update({s: x if v.input_term(s) == IDENTITY else ops.tanh(x) for s in v.slots if s not in by_slot})
+            by_slot = (
+                dict(zip(self.dense_in, ops.split(dense, len(self.dense_in), -1))) if self.dense_in else {}
+            )
+            by_slot.update(
+                {s: x if v.input_term(s) == IDENTITY else ops.tanh(x) for s in v.slots if s not in by_slot}
+            )
             z = ops.concatenate([by_slot[s] for s in v.slots], axis=-1)
         input_bias, _ = self._biases()
         return z if input_bias is None else z + input_bias
 
     def recurrent_step(self, x_proj, states, training=False):
-        """One step from projected inputs. Returns (h, [h], gates)."""
+        """One step from projected inputs. Returns (h, new_states, gates)."""
         v, u = self.variant, self.units
         h_prev = states[0] if isinstance(states, (list, tuple)) else states
         h_rec = self._drop_recurrent(h_prev, training)
@@ -206,7 +214,8 @@ class GRUCell(GatedCell):
             h = z * h_prev + (1.0 - z) * h_cand
         else:
             h = z * h_cand + (1.0 - z) * h_prev
-        return h, [h], {"z": z, "r": r, "h": h_cand}
+        new_states = [h] if isinstance(states, (list, tuple)) else h  # as keras.layers.GRUCell
+        return h, new_states, {"z": z, "r": r, "h": h_cand}
 
     def get_config(self):
         config = {

@@ -158,12 +158,12 @@ class LSTMCell(GatedCell):
         slots = self.variant.slots
         width = len(slots) * self.units
         self.kernel = self._add_kernel("kernel", input_shape[-1], width)
-        self.recurrent_kernel = self._add_kernel(
-            "recurrent_kernel", self.units, width, kind="recurrent"
-        )
+        self.recurrent_kernel = self._add_kernel("recurrent_kernel", self.units, width, kind="recurrent")
         self.bias = self._add_bias("bias", (width,), self._bias_initializer) if self.use_bias else None
         self.peephole = {
-            g: self.add_weight(shape=(self.units,), name=f"peephole_{g}", initializer=self.peephole_initializer)
+            g: self.add_weight(
+                shape=(self.units,), name=f"peephole_{g}", initializer=self.peephole_initializer
+            )
             for g in self.variant.peephole_gates
         }
         self.gate_recurrent_kernel = None

@@ -177,7 +177,5 @@ GRU_VARIANTS: dict[str, GRUVariant] = {
 
 def lookup(registry: dict, variant: str, kind: str):
     if variant not in registry:
-        raise ValueError(
-            f"Unknown {kind} variant={variant!r}. Valid choices: {', '.join(registry)}."
-        )
+        raise ValueError(f"Unknown {kind} variant={variant!r}. Valid choices: {', '.join(registry)}.")
     return registry[variant]

@@ -77,7 +77,9 @@ def test_embedding_masking_in_a_model(rng):
     _close(outs[0](tokens), outs[1](tokens))
 
 
-@pytest.mark.parametrize(("ours", "ref"), [(lk.LSTMCell, keras.layers.LSTMCell), (lk.GRUCell, keras.layers.GRUCell)])
+@pytest.mark.parametrize(
+    ("ours", "ref"), [(lk.LSTMCell, keras.layers.LSTMCell), (lk.GRUCell, keras.layers.GRUCell)]
+)
 def test_default_initialisation_matches_keras(ours, ref):
     """Same seeds → same initial weights, forget-gate bias included (unit_forget_bias)."""
     weights = []

@@ -85,9 +85,7 @@ def _trace(variant, rng, **kwargs):
     return lk.gate_trace(layer, x)
 
 
-@pytest.mark.parametrize(
-    ("variant", "gate"), [("NIG", "i"), ("NFG", "f"), ("NOG", "o"), ("lstm1997", "f")]
-)
+@pytest.mark.parametrize(("variant", "gate"), [("NIG", "i"), ("NFG", "f"), ("NOG", "o"), ("lstm1997", "f")])
 def test_removed_gate_is_exactly_one(variant, gate, rng):
     trace = _trace(variant, rng)
     assert np.all(trace[gate] == 1.0)

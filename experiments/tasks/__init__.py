@@ -1,0 +1,1 @@
+"""Synthetic and real-text tasks: seeded generators, nothing shipped."""
