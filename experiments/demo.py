@@ -27,7 +27,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.seq_len < 1 or args.steps < 1 or args.eval_every < 1:
         p.error("seq_len, steps and eval_every must be positive integers")
+    try:
+        _forget_bias(args.forget_bias)
+    except ValueError:
+        p.error(f"invalid forget_bias={args.forget_bias!r}; valid choices: a float, 'chrono' or 'none'")
     return args
+
+
+def _forget_bias(text: str) -> float | str | None:
+    if text.lower() == "none":
+        return None
+    return "chrono" if text == "chrono" else float(text)
 
 
 def main(argv=None) -> dict:
@@ -39,9 +49,7 @@ def main(argv=None) -> dict:
     import lstm_keras as lk
     from experiments.tasks import copy_memory as task
 
-    fb = {"none": None, "chrono": "chrono"}.get(args.forget_bias.lower(), None)
-    if args.forget_bias.lower() not in ("none", "chrono"):
-        fb = float(args.forget_bias)
+    fb = _forget_bias(args.forget_bias)
     keras.utils.set_random_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     length = args.seq_len + 2 * task.N_COPY
@@ -66,7 +74,9 @@ def main(argv=None) -> dict:
     x_val, y_val = task.copy_batch(np.random.default_rng(10_000 + args.seed), 512, args.seq_len)
     baseline = task.baseline(args.seq_len)
     summary = {}
-    with mlflow.start_run(run_name=f"copy-T{args.seq_len} lstm/{args.variant} fb={args.forget_bias} s{args.seed}"):
+    with mlflow.start_run(
+        run_name=f"copy-T{args.seq_len} lstm/{args.variant} fb={args.forget_bias} s{args.seed}"
+    ):
         mlflow.log_params(vars(args))
         mlflow.set_tags({"task": "copy", "cell": "lstm", "variant": args.variant})
         mlflow.log_metric("baseline", baseline)
@@ -79,12 +89,19 @@ def main(argv=None) -> dict:
                 val_loss = float(model.evaluate(x_val, y_val, verbose=0, batch_size=512))
                 acc = task.recall_accuracy(y_val, logits.argmax(-1))
                 mlflow.log_metrics(
-                    {"loss": loss, "val_loss": val_loss, "val_loss_over_baseline": val_loss / baseline,
-                     "recall_accuracy": acc},
+                    {
+                        "loss": loss,
+                        "val_loss": val_loss,
+                        "val_loss_over_baseline": val_loss / baseline,
+                        "recall_accuracy": acc,
+                    },
                     step=step,
                 )
-                print(f"step {step:5d}  loss {loss:.4f}  val_loss {val_loss:.4f} "
-                      f"(baseline {baseline:.4f})  recall {acc:.3f}", flush=True)
+                print(
+                    f"step {step:5d}  loss {loss:.4f}  val_loss {val_loss:.4f} "
+                    f"(baseline {baseline:.4f})  recall {acc:.3f}",
+                    flush=True,
+                )
                 summary = {"final_val_loss": val_loss, "final_recall_accuracy": acc}
         summary["wall_time_s"] = time.perf_counter() - start
         summary["n_params"] = model.count_params()
