@@ -1,7 +1,7 @@
 """Training-speed benchmark: lstm_keras layers against Keras's built-ins, side by side.
 
-Every contender trains on the same batch in one process; rounds are interleaved (A, B, C, A,
-B, C, ...) so that the machine's noise hits all of them alike, and the table reports median
+Every contender trains on the same batch in one process; rounds are interleaved and rotated
+(A, B, C, then B, C, A, ...) so that the machine's noise hits all of them alike, and the table reports median
 steps/s and ratios to the built-in of the same kind. Run:
 
     python -m experiments.benchmark [--shapes copy adding char_lm] [--variants NFG CIFG ...]
@@ -105,8 +105,11 @@ def run_shape(shape: Shape, variants: list[str], rounds: int, steps: int, seed: 
         for _ in range(3):
             model.train_on_batch(x, y)
     rates: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, model in models.items():
+    names = list(models)
+    for k in range(rounds):
+        # Rotate the order each round so that no contender always runs first (or last).
+        for name in names[k % len(names) :] + names[: k % len(names)]:
+            model = models[name]
             start = time.perf_counter()
             for _ in range(steps):
                 model.train_on_batch(x, y)
