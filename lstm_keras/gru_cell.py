@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import keras
 from keras import ops
 
@@ -111,11 +113,7 @@ class GRUCell(GatedCell):
         # Recurrent terms that multiply h itself (one fused matmul) form a prefix of dense_rec;
         # R tanh(h) (MUT3) and R (r ⊙ h) (reset before) are computed after it.
         on_h = [s for s in self.dense_rec if v.recurrent_term(s) == DENSE and (s != "h" or v.reset_after)]
-        self.fused_rec = tuple(
-            self.dense_rec[
-                : next((k for k, s in enumerate(self.dense_rec) if s not in on_h), len(self.dense_rec))
-            ]
-        )
+        self.fused_rec = tuple(itertools.takewhile(lambda s: s in on_h, self.dense_rec))
         self.state_size = self.units
 
     def build(self, input_shape):
