@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 export MLFLOW_DISABLE_TELEMETRY := true
 export RAY_USAGE_STATS_ENABLED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
+# MLproject commands call `python`: make it the venv's, as if activated.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup run test lint format bench clean
 

@@ -21,20 +21,48 @@ def _cell_of(layer) -> GatedCell:
     return cell
 
 
-def _unroll(cell: GatedCell, inputs, initial_state=None, go_backwards=False):
-    """Python-unrolled forward pass; yields (h, states, gates) per processed step."""
+def _recurrent_cell(layer):
+    """The cell of any Keras recurrent layer (ours, SimpleRNN, keras LSTM/GRU) or a cell."""
+    cell = getattr(layer, "cell", layer)
+    if not (isinstance(cell, GatedCell) or hasattr(cell, "state_size")):
+        raise ValueError(f"Expected a recurrent layer or cell; got {type(layer).__name__}.")
+    return cell
+
+
+def _unroll(cell, inputs, initial_state=None, go_backwards=False, mask=None):
+    """Python-unrolled forward pass; yields (h, states, gates) per processed step.
+
+    Works for our cells (gates reported) and any Keras RNN cell (no gates). Where `mask`
+    (batch, timesteps) is false the step is skipped as keras.layers.RNN skips it: states
+    and output carry over unchanged.
+    """
     x = ops.convert_to_tensor(inputs, dtype=cell.compute_dtype)
     if not cell.built:
         cell.build(tuple(x.shape[:1]) + tuple(x.shape[2:]))
-    states = initial_state or cell.get_initial_state(batch_size=x.shape[0])
-    projected = cell.project_inputs(x)
+    if initial_state is None:
+        initial_state = cell.get_initial_state(batch_size=x.shape[0])
+    states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+    gated = isinstance(cell, GatedCell)
+    projected = cell.project_inputs(x) if gated else x
+    h = ops.zeros((x.shape[0], cell.units), dtype=x.dtype)
     steps = range(x.shape[1] - 1, -1, -1) if go_backwards else range(x.shape[1])
     for t in steps:
-        h, states, gates = cell.recurrent_step(projected[:, t], states, training=False)
+        if gated:
+            new_h, new_states, gates = cell.recurrent_step(projected[:, t], states, training=False)
+        else:
+            new_h, new_states = cell(x[:, t], states, training=False)
+            gates = {}
+            if not isinstance(new_states, (list, tuple)):
+                new_states = [new_states]
+        if mask is not None:
+            keep = ops.expand_dims(ops.convert_to_tensor(mask[:, t]), -1)
+            new_h = ops.where(keep, new_h, h)
+            new_states = [ops.where(keep, new, old) for new, old in zip(new_states, states)]
+        h, states = new_h, list(new_states)
         yield h, states, gates
 
 
-def gate_trace(layer, inputs, initial_state=None) -> dict[str, np.ndarray]:
+def gate_trace(layer, inputs, initial_state=None, mask=None) -> dict[str, np.ndarray]:
     """Every gate's activation and the states at every step.
 
     Args:
@@ -42,6 +70,7 @@ def gate_trace(layer, inputs, initial_state=None) -> dict[str, np.ndarray]:
             or the cell itself.
         inputs: The layer's input, `(batch, timesteps, features)`.
         initial_state: Optional list of initial states.
+        mask: Optional boolean `(batch, timesteps)`; masked steps carry the states over.
 
     Returns:
         A dict of arrays `(batch, timesteps, units)` in processing order: for an LSTM
@@ -50,7 +79,8 @@ def gate_trace(layer, inputs, initial_state=None) -> dict[str, np.ndarray]:
     """
     cell = _cell_of(layer)
     trace: dict[str, list] = {}
-    for h, states, gates in _unroll(cell, inputs, initial_state, getattr(layer, "go_backwards", False)):
+    go_backwards = getattr(layer, "go_backwards", False)
+    for h, states, gates in _unroll(cell, inputs, initial_state, go_backwards, mask):
         named = {("h_cand" if k == "h" else k): v for k, v in gates.items()}
         named["h"] = h
         if len(states) > 1:
@@ -76,8 +106,8 @@ def _split_model(model: keras.Model, layer):
             return y
 
         return before, after
-    before = keras.Model(model.inputs, layer.input)
-    after = keras.Model(layer.output, model.outputs)
+    before = keras.Model(model.input, layer.input)
+    after = keras.Model(layer.output, model.output)
     return before, after
 
 
@@ -87,6 +117,7 @@ def gradient_flow(
     targets,
     loss_fn: Callable,
     layer=None,
+    mask=None,
 ) -> dict[str, np.ndarray]:
     """‖∂L/∂h_t‖ (and ‖∂L/∂c_t‖ for LSTMs) for every step t of one recurrent layer.
 
@@ -98,7 +129,10 @@ def gradient_flow(
         model: A built `keras.Sequential` or single-path functional model.
         inputs, targets: One batch.
         loss_fn: `loss_fn(targets, predictions)` → scalar or per-example losses.
-        layer: The recurrent layer to probe; default the first lstm_keras layer in `model`.
+        layer: The recurrent layer to probe (ours, or any Keras RNN such as SimpleRNN);
+            default the first lstm_keras layer in `model`.
+        mask: Optional boolean `(batch, timesteps)` for padded inputs; by default the mask
+            the layer receives in a functional model (e.g. from `Embedding(mask_zero=True)`).
 
     Returns:
         `{"h": (T,), "c": (T,)}` (no `"c"` for a GRU), indexed by processing step, plus
@@ -112,12 +146,15 @@ def gradient_flow(
 
     if layer is None:
         layer = next(lyr for lyr in model.layers if isinstance(getattr(lyr, "cell", None), GatedCell))
-    cell = _cell_of(layer)
+    cell = _recurrent_cell(layer)
     before, after = _split_model(model, layer)
     x = before(ops.convert_to_tensor(inputs))
+    if isinstance(x, (list, tuple)):  # a functional layer input carries its mask along
+        x, carried = x
+        mask = carried if mask is None else mask
     with tf.GradientTape() as tape:
         hs, cs = [], []
-        for h, states, _ in _unroll(cell, x, go_backwards=layer.go_backwards):
+        for h, states, _ in _unroll(cell, x, go_backwards=layer.go_backwards, mask=mask):
             hs.append(h)
             if len(states) > 1:
                 cs.append(states[1])

@@ -25,3 +25,29 @@ def rng():
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(7)
+
+
+@pytest.fixture
+def tracking(tmp_path, monkeypatch):
+    """A fresh sqlite tracking store with its artifacts, in a temporary working directory."""
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="session")
+def shared_corpora():
+    """The reference copies of the corpora beside the project (never copied into it)."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+    if not path.is_dir():
+        pytest.skip(f"no shared corpora at {path}")
+    return path

@@ -4,6 +4,10 @@ Input (length T + 20): 10 symbols from {1..8}, T − 1 blanks (0), the delimiter
 Target: T + 10 blanks, then the 10 symbols. A memoryless model that predicts blanks where they
 must be and a uniform guess over 8 symbols at the 10 recall steps scores 10·ln 8 / (T + 20)
 nats per step: the baseline.
+
+With `variable_delay` (Henaff et al. 2016) each sequence draws its delay uniformly from
+[1, T]: the delimiter moves and the recall starts right after it; the sequence is padded with
+blanks to the fixed length T + 20, so a model cannot count steps to know when to recall.
 """
 
 from __future__ import annotations
@@ -12,31 +16,73 @@ import math
 
 import numpy as np
 
+from experiments.tasks.base import Task
+
 N_SYMBOLS = 8  # symbols 1..8
 BLANK, DELIMITER = 0, 9
 VOCAB = 10
 N_COPY = 10
+N_VALID = 1000
+DEFAULT_TARGET = 0.99  # recall accuracy on held-out sequences at which the task is solved
 
 
-def copy_batch(rng: np.random.Generator, batch: int, delay: int) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs, targets), both int arrays of shape (batch, delay + 20)."""
+def copy_batch(
+    rng: np.random.Generator, batch: int, delay: int, *, variable_delay: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, targets), both int32 arrays of shape (batch, delay + 20)."""
     if delay < 1:
         raise ValueError(f"Invalid delay={delay!r}. Valid choices: an integer >= 1.")
     length = delay + 2 * N_COPY
     symbols = rng.integers(1, N_SYMBOLS + 1, (batch, N_COPY))
+    delays = rng.integers(1, delay + 1, batch) if variable_delay else np.full(batch, delay)
     x = np.full((batch, length), BLANK, dtype=np.int32)
     y = np.full((batch, length), BLANK, dtype=np.int32)
     x[:, :N_COPY] = symbols
-    x[:, N_COPY + delay - 1] = DELIMITER
-    y[:, -N_COPY:] = symbols
+    rows = np.arange(batch)
+    x[rows, N_COPY + delays - 1] = DELIMITER
+    recall = N_COPY + delays[:, None] + np.arange(N_COPY)  # the 10 steps after the delimiter
+    y[rows[:, None], recall] = symbols
     return x, y
 
 
 def baseline(delay: int) -> float:
-    """Memoryless cross-entropy, nats per step."""
+    """Memoryless cross-entropy, nats per step (fixed delay)."""
     return N_COPY * math.log(N_SYMBOLS) / (delay + 2 * N_COPY)
 
 
 def recall_accuracy(targets: np.ndarray, predicted: np.ndarray) -> float:
-    """Fraction of the 10 recalled symbols predicted right."""
-    return float(np.mean(targets[:, -N_COPY:] == predicted[:, -N_COPY:]))
+    """Fraction of the 10 recalled symbols predicted right (predicted: class ids).
+
+    The recall steps are exactly where the target is a symbol (never blank), wherever the
+    delimiter fell.
+    """
+    recall = targets != BLANK
+    return float(np.mean(predicted[recall] == targets[recall]))
+
+
+def make(*, seq_len: int, seed: int, variable_delay: bool = False, target: float | None = None) -> Task:
+    valid = copy_batch(np.random.default_rng([seed, 1]), N_VALID, seq_len, variable_delay=variable_delay)
+    test = copy_batch(np.random.default_rng([seed, 2]), N_VALID, seq_len, variable_delay=variable_delay)
+
+    return Task(
+        name="copy",
+        seq_len=seq_len + 2 * N_COPY,
+        input_vocab=VOCAB,
+        n_features=VOCAB,
+        output="sequence",
+        n_outputs=VOCAB,
+        loss="sparse_ce",
+        mask_zero=False,
+        metric_name="recall_accuracy",
+        higher_is_better=True,
+        target=DEFAULT_TARGET if target is None else target,
+        # With a variable delay the recall still covers 10 of T + 20 steps: same baseline.
+        baseline_loss=baseline(seq_len),
+        baseline_metric=1.0 / N_SYMBOLS,
+        train_batch=lambda rng, batch: copy_batch(rng, batch, seq_len, variable_delay=variable_delay),
+        valid=valid,
+        test=test,
+        metric=lambda targets, logits: recall_accuracy(targets, np.argmax(logits, -1)),
+        data_checksum=f"synthetic:copy-v1:T{seq_len}:vd{int(variable_delay)}:seed{seed}",
+        info={"n_valid": str(N_VALID), "variable_delay": str(variable_delay).lower()},
+    )

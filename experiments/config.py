@@ -1,0 +1,289 @@
+"""The training entry point's parameters: one table, parsed and checked before TensorFlow loads.
+
+Every parameter is named as the CLI and MLproject name it, and logged verbatim under that
+name. `auto` means "the choice that belongs to the task or variant" (resolved in `resolve`
+and recorded in the run's resolved config), so a logged `auto` always means the same thing.
+This module imports no Keras: a bad value fails in well under a second, before any run exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import sys
+from dataclasses import asdict, dataclass, fields
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+
+from experiments import corpora
+
+TASKS = ("copy", "adding", "char_lm", "sentiment")
+CELLS = ("lstm", "gru", "rnn")  # rnn: Keras's SimpleRNN, the ungated baseline
+OPTIMIZERS = ("adam", "adamw", "nadam", "rmsprop", "sgd")
+# keras.activations names plus lstm_keras's aliases (tests/test_config.py keeps this in step
+# with lstm_keras.activations.valid_activation_names()).
+ACTIVATIONS = [
+    "2sigmoid-1",
+    "4sigmoid-2",
+    "celu",
+    "elu",
+    "exponential",
+    "gelu",
+    "glu",
+    "hard_shrink",
+    "hard_sigmoid",
+    "hard_silu",
+    "hard_swish",
+    "hard_tanh",
+    "identity",
+    "leaky_relu",
+    "linear",
+    "log_sigmoid",
+    "log_softmax",
+    "mish",
+    "relu",
+    "relu6",
+    "selu",
+    "sigmoid",
+    "sigmoid_2m1",
+    "sigmoid_4m2",
+    "silu",
+    "soft_shrink",
+    "softmax",
+    "softplus",
+    "softsign",
+    "sparse_plus",
+    "sparse_sigmoid",
+    "sparsemax",
+    "squareplus",
+    "swish",
+    "tanh",
+    "tanh_shrink",
+    "threshold",
+]
+AUTO = "auto"
+
+
+class ConfigError(ValueError):
+    """A parameter value the run cannot use; the message names it and the valid choices."""
+
+
+@cache
+def variant_specs() -> ModuleType:
+    """`lstm_keras/variants.py`, loaded on its own: the package's __init__ imports Keras."""
+    package = importlib.util.find_spec("lstm_keras")
+    path = Path(package.submodule_search_locations[0]) / "variants.py"
+    spec = importlib.util.spec_from_file_location("_lstm_keras_variant_specs", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while building
+    spec.loader.exec_module(module)
+    return module
+
+
+def variant_names(cell: str) -> tuple[str, ...]:
+    specs = variant_specs()
+    return {"lstm": tuple(specs.LSTM_VARIANTS), "gru": tuple(specs.GRU_VARIANTS), "rnn": ("keras",)}[cell]
+
+
+def _bool(text: str) -> bool:
+    lowered = str(text).strip().lower()
+    if lowered in {"true", "1", "yes"}:
+        return True
+    if lowered in {"false", "0", "no"}:
+        return False
+    raise ValueError(text)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Parameters of one training run, parsed (types checked) but not yet resolved."""
+
+    task: str = "copy"
+    seq_len: int = 20
+    cell: str = "lstm"
+    variant: str = "keras"
+    forget_bias: str = AUTO  # a float, 'chrono', 'none' or auto (the cell's default)
+    candidate_activation: str = AUTO  # auto: the variant's; for rnn, SimpleRNN's activation
+    output_activation: str = AUTO
+    units: int = 128
+    embedding_dim: int = 32  # token tasks only
+    optimizer: str = "adam"
+    learning_rate: float = 0.005
+    clipnorm: float = 1.0  # global gradient-norm clipping (Pascanu et al. 2013); 0 turns it off
+    batch_size: int = 64
+    steps: int = 2000
+    eval_every: int = 100
+    seed: int = 0
+    corpus: str = AUTO  # char_lm: tinyshakespeare | ptb | a path; sentiment: sst2 | imdb
+    variable_delay: bool = False  # copy only
+    vocab_size: int = 20000  # sentiment only
+    target: str = AUTO  # task metric value that counts as solved; auto: the task's
+    data_dir: str = AUTO  # auto: $LSTM_KERAS_DATA, else the project's data/
+    early_stop: bool = True  # stop once solved or diverged; the unspent budget is logged
+    log_model: bool = True
+    probe_batch: int = 32  # examples for gate statistics and gradient flow
+
+    def as_params(self) -> dict[str, str]:
+        """The parameters as MLflow logs them: strings, under the CLI's names."""
+        return {k: _format(v) for k, v in asdict(self).items()}
+
+
+def _format(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+_TYPES = {int: int, float: float, bool: _bool, str: str}
+
+
+def build_parser(description: str = "Train one recurrent network on one task, tracked in MLflow."):
+    parser = argparse.ArgumentParser(description=description)
+    for f in fields(RunConfig):
+        kind = type(f.default)
+        parser.add_argument(
+            f"--{f.name}", default=None, metavar=kind.__name__.upper(), help=f"default: {f.default}"
+        )
+    return parser
+
+
+def from_strings(values: dict[str, str | None]) -> RunConfig:
+    """A RunConfig from CLI strings; unknown names and unparsable values raise ConfigError."""
+    known = {f.name: f for f in fields(RunConfig)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"Unknown parameter(s) {', '.join(unknown)}. Valid choices: {', '.join(known)}.")
+    parsed = {}
+    for name, text in values.items():
+        if text is None:
+            continue
+        kind = type(known[name].default)
+        try:
+            parsed[name] = _TYPES[kind](text)
+        except ValueError:
+            raise ConfigError(f"Invalid {name}={text!r}. Valid choices: {_describe(kind)}.") from None
+    return validate(RunConfig(**parsed))
+
+
+def _describe(kind) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[kind]
+
+
+def _check_choice(name: str, value: str, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"Invalid {name}={value!r}. Valid choices: {', '.join(choices)}.")
+
+
+def validate(config: RunConfig) -> RunConfig:
+    """Every check that needs no Keras; raise ConfigError naming the value and the choices."""
+    c = config
+    _check_choice("task", c.task, TASKS)
+    _check_choice("cell", c.cell, CELLS)
+    _check_choice("variant", c.variant, variant_names(c.cell))
+    _check_choice("optimizer", c.optimizer, OPTIMIZERS)
+    for name in ("candidate_activation", "output_activation"):
+        _check_choice(name, getattr(c, name), (AUTO, *ACTIVATIONS))
+    for name, minimum in (
+        ("seq_len", 1),
+        ("units", 1),
+        ("embedding_dim", 1),
+        ("batch_size", 1),
+        ("steps", 1),
+        ("eval_every", 1),
+        ("vocab_size", 3),
+        ("probe_batch", 1),
+        ("seed", 0),
+    ):
+        if getattr(c, name) < minimum:
+            raise ConfigError(f"Invalid {name}={getattr(c, name)!r}. Valid choices: an integer >= {minimum}.")
+    if c.task == "adding" and c.seq_len < 2:
+        raise ConfigError(f"Invalid seq_len={c.seq_len!r} for task='adding'. Valid choices: an integer >= 2.")
+    for name in ("learning_rate",):
+        if not (math.isfinite(getattr(c, name)) and getattr(c, name) > 0):
+            raise ConfigError(f"Invalid {name}={getattr(c, name)!r}. Valid choices: a number > 0.")
+    if not (math.isfinite(c.clipnorm) and c.clipnorm >= 0):
+        raise ConfigError(f"Invalid clipnorm={c.clipnorm!r}. Valid choices: a number >= 0 (0 = no clipping).")
+    if c.target != AUTO:
+        try:
+            float(c.target)
+        except ValueError:
+            raise ConfigError(f"Invalid target={c.target!r}. Valid choices: auto or a number.") from None
+    _validate_gates(c)
+    _validate_task_options(c)
+    return c
+
+
+def _validate_gates(c: RunConfig) -> None:
+    fb = c.forget_bias
+    if fb not in (AUTO, "none", "chrono"):
+        try:
+            value = float(fb)
+        except ValueError:
+            raise ConfigError(
+                f"Invalid forget_bias={fb!r}. Valid choices: auto, a number, chrono or none."
+            ) from None
+        if not math.isfinite(value):
+            raise ConfigError(
+                f"Invalid forget_bias={fb!r}. Valid choices: auto, a finite number, chrono or none."
+            )
+    if c.cell == "rnn":
+        for name in ("forget_bias", "output_activation"):
+            if getattr(c, name) != AUTO:
+                raise ConfigError(
+                    f"Invalid {name}={getattr(c, name)!r}: cell='rnn' (SimpleRNN) has no gates or cell "
+                    "state. Valid choices: auto."
+                )
+        return
+    specs = variant_specs()
+    if c.cell == "lstm":
+        variant = specs.LSTM_VARIANTS[c.variant]
+        has_forget = variant.has_forget_gate
+        for name in variant.defining_activations:
+            if getattr(c, name) not in (AUTO, getattr(variant, name)):
+                raise ConfigError(
+                    f"variant={c.variant!r} ({variant.description}) fixes {name}="
+                    f"{getattr(variant, name)!r}; got {name}={getattr(c, name)!r}. Valid choices: auto."
+                )
+    else:
+        variant = specs.GRU_VARIANTS[c.variant]
+        has_forget = variant.update_gate is not None
+        if c.output_activation != AUTO:
+            raise ConfigError(
+                f"Invalid output_activation={c.output_activation!r}: cell='gru' does not squash its "
+                "output. Valid choices: auto."
+            )
+    if not has_forget and fb not in (AUTO, "none"):
+        raise ConfigError(
+            f"forget_bias={fb!r} given, but {c.cell} variant={c.variant!r} has no forget/update gate; "
+            "Valid choices: auto or none."
+        )
+
+
+def _validate_task_options(c: RunConfig) -> None:
+    if c.variable_delay and c.task != "copy":
+        raise ConfigError(
+            f"Invalid variable_delay=true for task={c.task!r}: it applies to task='copy'. "
+            "Valid choices: false."
+        )
+    if c.task in ("char_lm", "sentiment"):
+        if c.corpus != AUTO:
+            problem = corpora.validate_corpus(c.task, c.corpus)
+            if problem:
+                raise ConfigError(problem)
+    elif c.corpus != AUTO:
+        raise ConfigError(
+            f"Invalid corpus={c.corpus!r} for task={c.task!r}: corpora belong to char_lm and sentiment. "
+            "Valid choices: auto."
+        )
+
+
+def parse_args(argv: list[str] | None = None) -> RunConfig:
+    """Parse the CLI; on a bad value print one line naming it and exit with status 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return from_strings({k: v for k, v in vars(args).items() if v is not None})
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

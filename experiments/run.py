@@ -1,0 +1,166 @@
+"""MLproject `main`: train one recurrent network on one task; every run fully tracked.
+
+    mlflow run . -P task=adding -P variant=NFG -P forget_bias=0
+    python -m experiments.run --task copy --seq_len 50
+
+Parameters are checked (and corpora verified) before TensorFlow is imported, so a bad value
+costs a second and leaves no run behind. A diverging run ends FINISHED with diverged=1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from experiments import corpora
+from experiments.config import AUTO, ConfigError, RunConfig, build_parser, from_strings
+
+# Set before TensorFlow and MLflow load (lazily, in train_and_log).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+TIMING_METRICS = ("train_time_s", "steps_per_s", "wall_time_s")
+
+
+def parse(argv: list[str] | None) -> tuple[RunConfig, dict[str, str]]:
+    """(config, the parameters exactly as given); one line and exit 2 on a bad value."""
+    raw = {
+        k: v for k, v in vars(build_parser(__doc__.splitlines()[0]).parse_args(argv)).items() if v is not None
+    }
+    try:
+        return from_strings(raw), raw
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def check_data(config: RunConfig) -> None:
+    """Fetch/verify a known corpus now, before a run or TensorFlow exists."""
+    if config.task not in ("char_lm", "sentiment"):
+        return
+    corpus = config.corpus
+    if corpus == AUTO:
+        corpus = "tinyshakespeare" if config.task == "char_lm" else "sst2"
+    if corpus in corpora.CORPORA:
+        try:
+            corpora.ensure(corpus, corpora.data_dir(None if config.data_dir == AUTO else config.data_dir))
+        except corpora.CorpusError as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+
+def _progress(config: RunConfig, metric: str, baseline: float, start: float):
+    def show(record: dict) -> None:
+        step = record["step"]
+        elapsed = time.perf_counter() - start
+        eta = elapsed / step * (config.steps - step) if step else float("nan")
+        loss = f"loss {record['loss']:.4f}  " if "loss" in record else ""
+        print(
+            f"step {step:6d}/{config.steps}  {loss}val_loss {record['val_loss']:.4f} "
+            f"({record['val_loss'] / baseline:.2f}× baseline)  {metric} {record['val_' + metric]:.4f}"
+            f"  |g| {record.get('grad_norm', float('nan')):.3g}  {elapsed:5.0f}s  eta {eta:5.0f}s",
+            flush=True,
+        )
+
+    return show
+
+
+def train_and_log(config: RunConfig, raw: dict[str, str], extra_tags: dict[str, str] | None = None) -> dict:
+    """Train `config` inside the active (or a new) MLflow run; return the summary and run id."""
+    import mlflow
+
+    from experiments import plots, tracking
+    from experiments.tasks import make_task
+    from experiments.train import Trainer, summary
+
+    wall_start = time.perf_counter()
+    task = make_task(config)
+    name = tracking.run_name(config)
+    with mlflow.start_run(run_name=name) as run:
+        try:
+            mlflow.set_tag("mlflow.runName", name)
+            # Under `mlflow run` the launcher has logged the MLproject's params (shell-quoted);
+            # log only what is missing so a value is never "changed".
+            logged = mlflow.get_run(run.info.run_id).data.params
+            mlflow.log_params({k: v for k, v in {**config.as_params(), **raw}.items() if k not in logged})
+            mlflow.set_tags(
+                {**tracking.run_tags(config, task.data_checksum, task.info), **(extra_tags or {})}
+            )
+            print(f"run {run.info.run_id}  {name}  (baseline {task.baseline_loss:.4f})", flush=True)
+            trainer = Trainer(config, task)
+            show = _progress(config, task.metric_name, task.baseline_loss, time.perf_counter())
+
+            def on_eval(record: dict) -> None:
+                mlflow.log_metrics({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+                show(record)
+
+            outcome = trainer.run(on_eval)
+            results = summary(outcome, config, task)
+            results["wall_time_s"] = time.perf_counter() - wall_start
+            mlflow.log_metrics(results)
+            tracking.log_json(
+                {
+                    "params": config.as_params(),
+                    "resolved": {
+                        "forget_bias": tracking.resolved_forget_bias(config),
+                        "candidate_activation": tracking.resolved_candidate_activation(config),
+                        "target": task.target,
+                        "input_length": task.seq_len,
+                        "data_checksum": task.data_checksum,
+                        **task.info,
+                    },
+                    "model": trainer.model.to_json(),
+                },
+                "config.json",
+            )
+            tracking.log_json({"evaluations": outcome.evaluations}, "evaluations.json")
+            tracking.log_figure(plots.learning_curves(outcome.evaluations, task, name), "learning_curves.png")
+            tracking.log_figure(
+                plots.gradient_flow(outcome.flow_start, outcome.flow_end, name), "gradient_flow.png"
+            )
+            if outcome.gate_values:
+                tracking.log_figure(plots.gate_histograms(outcome.gate_values, name), "gate_histograms.png")
+            if config.log_model and not outcome.diverged:
+                import mlflow.keras
+                from mlflow.models import infer_signature
+
+                example = task.valid[0][:2]
+                mlflow.keras.log_model(
+                    trainer.model,
+                    name="model",
+                    signature=infer_signature(example, trainer.predict(example)),
+                    pip_requirements=[
+                        f"{k}=={v}" for k, v in tracking.package_versions().items() if k != "lstm-keras"
+                    ],
+                )
+            mlflow.set_tag("model_logged", str(config.log_model and not outcome.diverged).lower())
+        except KeyboardInterrupt:
+            mlflow.end_run("KILLED")  # interrupted on purpose: not FAILED, never left RUNNING
+            raise
+    verdict = "DIVERGED" if outcome.diverged else ("solved" if results["solved"] else "not solved")
+    print(
+        f"done: {verdict}; best val_loss {results['best_val_loss']:.4f} "
+        f"({results['best_val_loss_over_baseline']:.2f}× baseline), "
+        f"{results['steps_per_s']:.1f} steps/s, {results['wall_time_s']:.0f}s",
+        flush=True,
+    )
+    return {"run_id": run.info.run_id, **results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, raw = parse(argv)
+    check_data(config)
+    try:
+        train_and_log(config, raw)
+    except corpora.CorpusError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run ended KILLED", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

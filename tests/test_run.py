@@ -1,0 +1,270 @@
+"""The training entry point end to end: real Keras training into a real (temporary) MLflow store."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+
+from experiments import reproduce, run
+
+pytestmark = pytest.mark.tf_only
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--steps", "6", "--eval_every", "3", "--seq_len", "5", "--units", "8", "--batch_size", "8"]
+TINY += ["--probe_batch", "4", "--log_model", "false"]
+
+
+def _env(**extra) -> dict:
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
+    env["PYTHONPATH"] = str(ROOT)
+    # MLproject commands call `python`: the one running the tests, as an activated venv would.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _runs():
+    return mlflow.search_runs(search_all_experiments=True)
+
+
+def _history(client, run_id, key):
+    return [(m.step, m.value) for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+
+
+@pytest.fixture(scope="module")
+def mlflow_run_store(tmp_path_factory):
+    """One `mlflow run . --env-manager local` with tiny settings, model logged; (uri, run id)."""
+    tmp = tmp_path_factory.mktemp("mlflow_run")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    params = {"seq_len": 5, "units": 8, "batch_size": 8, "steps": 6, "eval_every": 3, "probe_batch": 4}
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "run",
+        str(ROOT),
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        "e2e",
+    ]
+    for key, value in params.items():
+        cmd += ["-P", f"{key}={value}"]
+    done = subprocess.run(cmd, cwd=tmp, env=_env(MLFLOW_TRACKING_URI=uri), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["e2e"])
+    assert len(runs) == 1
+    yield uri, runs.run_id[0], done.stdout
+    mlflow.set_tracking_uri(None)
+
+
+def test_mlflow_run_logs_every_param_curve_summary_and_artifact(mlflow_run_store):
+    uri, run_id, stdout = mlflow_run_store
+    client = mlflow.MlflowClient(uri)
+    r = client.get_run(run_id)
+    assert r.info.status == "FINISHED"
+    from experiments.config import RunConfig
+
+    assert set(RunConfig.__dataclass_fields__) <= set(r.data.params)
+    assert r.data.params["seq_len"] == "5" and r.data.params["task"] == "copy"
+    tags = r.data.tags
+    assert tags["mlflow.runName"] == "copy-T5 lstm/keras fb=1 tanh s0"
+    for key in ("task", "cell", "variant", "git_commit", "data_checksum", "version.keras", "version.mlflow"):
+        assert tags[key], key
+    assert tags["version.tensorflow-cpu"] or tags["version.tensorflow"]
+    for key in ("loss", "grad_norm"):
+        assert [s for s, _ in _history(client, run_id, key)] == [3, 6]
+    for key in ("val_loss", "val_recall_accuracy", "grad_flow_ratio"):
+        assert [s for s, _ in _history(client, run_id, key)] == [0, 3, 6]
+    for gate in "ifo":
+        for stat in ("mean", "sat_low", "sat_high"):
+            values = [v for _, v in _history(client, run_id, f"gate_{gate}_{stat}")]
+            assert len(values) == 3 and all(0.0 <= v <= 1.0 for v in values)
+    m = r.data.metrics
+    summary = [
+        "best_val_loss",
+        "final_val_loss",
+        "final_val_recall_accuracy",
+        "baseline",
+        "solved",
+        "diverged",
+    ]
+    summary += ["val_loss_over_baseline", "n_params", "wall_time_s", "steps_per_s", "test_loss"]
+    summary += ["grad_flow_ratio_init", "grad_flow_ratio_final", "budget_unspent_steps"]
+    for key in summary:
+        assert key in m, key
+    assert m["baseline"] == pytest.approx(10 * np.log(8) / 25)
+    assert m["diverged"] == 0 and m["solved"] == 0 and m["n_params"] > 0
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    expected = {
+        "learning_curves.png",
+        "gradient_flow.png",
+        "gate_histograms.png",
+        "config.json",
+        "evaluations.json",
+    }
+    assert expected <= artifacts
+    config = json.loads(Path(client.download_artifacts(run_id, "config.json")).read_text())
+    assert config["resolved"]["forget_bias"] == "1" and config["resolved"]["input_length"] == 25
+    assert "step      6/6" in stdout  # the terminal user sees progress
+    assert (
+        r.outputs.model_outputs or mlflow.search_logged_models(experiment_ids=[r.info.experiment_id]).shape[0]
+    )
+
+
+def test_logged_model_reloads_with_pyfunc_in_a_fresh_process(mlflow_run_store, tmp_path):
+    uri, run_id, _ = mlflow_run_store
+    model = mlflow.search_logged_models(
+        experiment_ids=[mlflow.MlflowClient(uri).get_run(run_id).info.experiment_id], output_format="list"
+    )[0]
+    script = (
+        "import sys, numpy as np, mlflow, lstm_keras\n"
+        "from experiments.tasks.copy_memory import copy_batch\n"
+        f"m = mlflow.pyfunc.load_model({model.model_uri!r})\n"
+        "x, _ = copy_batch(np.random.default_rng(0), 3, 5)\n"
+        "p = m.predict(x)\n"
+        "assert p.shape == (3, 25, 10) and np.isfinite(p).all(), p.shape\n"
+        "print('predicted', p.shape)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=_env(MLFLOW_TRACKING_URI=uri),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "predicted (3, 25, 10)" in done.stdout
+
+
+def test_a_diverging_run_ends_finished_with_diverged_1(tracking):
+    args = ["--variant", "vanilla", "--candidate_activation", "relu", "--output_activation", "relu"]
+    args += ["--learning_rate", "1e4", "--clipnorm", "0", "--optimizer", "sgd", "--steps", "30"]
+    assert run.main([*TINY, *args]) == 0
+    r = _runs().iloc[0]
+    assert r.status == "FINISHED"
+    assert r["metrics.diverged"] == 1 and r["metrics.solved"] == 0
+    assert 1 <= r["metrics.diverged_at_step"] <= 30
+    assert r["params.learning_rate"] == "1e4"  # logged verbatim, as given
+
+
+def test_same_seed_gives_identical_metrics_and_reproduce_confirms_it(tracking):
+    client = mlflow.MlflowClient()
+    first = run.main([*TINY, "--task", "adding", "--seed", "3"])
+    second = run.main([*TINY, "--task", "adding", "--seed", "3"])
+    assert first == second == 0
+    a, b = _runs().run_id
+    original = reproduce.metric_histories(client, a)
+    assert reproduce.compare(original, reproduce.metric_histories(client, b)) == []
+    assert len(original) > 15
+    assert reproduce.main(["--run_id", a]) == 0
+    rerun = _runs().iloc[0]
+    assert rerun["tags.reproduces"] == a and rerun["metrics.reproduced"] == 1
+    different = run.main([*TINY, "--task", "adding", "--seed", "4"])
+    assert different == 0
+    c = _runs().run_id[0]
+    assert "val_loss" in reproduce.compare(original, reproduce.metric_histories(client, c))
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--task", "copyy"], "task='copyy'"),
+        (["--variant", "NFG", "--forget_bias", "2"], "forget_bias='2'"),
+        (["--variant", "NIAF", "--candidate_activation", "relu"], "candidate_activation='relu'"),
+        (["--cell", "gru", "--variant", "vanilla"], "variant='vanilla'"),
+        (["--learning_rate", "fast"], "learning_rate='fast'"),
+        (["--units", "0"], "units=0"),
+        (["--task", "char_lm", "--corpus", "/no/such/file.txt"], "/no/such/file.txt"),
+        (["--optimizer", "adagrad"], "optimizer='adagrad'"),
+        (["--nonsense", "1"], "unrecognized arguments"),
+    ],
+)
+def test_a_bad_parameter_fails_in_one_line_before_tensorflow_and_leaves_no_run(tmp_path, args, named):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    probe = "import sys, runpy; sys.argv = ['run', *sys.argv[1:]]\n"
+    probe += "try:\n    runpy.run_module('experiments.run', run_name='__main__')\n"
+    probe += "finally:\n    print('tensorflow loaded' if 'tensorflow' in sys.modules else 'no tensorflow')\n"
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *args],
+        cwd=tmp_path,
+        env=_env(MLFLOW_TRACKING_URI=uri),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert named in done.stderr
+    if "unrecognized" not in named:
+        assert len(done.stderr.strip().splitlines()) == 1 and "Valid choices" in done.stderr
+    assert "no tensorflow" in done.stdout
+    assert not (tmp_path / "mlflow.db").exists()  # no store touched, so no run at all
+
+
+def test_mlflow_run_with_a_bad_parameter_leaves_no_running_run(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cmd = [sys.executable, "-m", "mlflow", "run", str(ROOT), "--env-manager", "local", "-P", "variant=bogus"]
+    done = subprocess.run(
+        cmd, cwd=tmp_path, env=_env(MLFLOW_TRACKING_URI=uri), capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    assert "Invalid variant='bogus'. Valid choices: keras, vanilla" in done.stderr
+    mlflow.set_tracking_uri(uri)
+    try:
+        statuses = set(_runs().status)
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert "RUNNING" not in statuses
+
+
+def test_a_corrupt_corpus_is_a_clear_error_and_leaves_no_run(tracking, tmp_path, shared_corpora, capsys):
+    data = tmp_path / "data" / "tinyshakespeare"
+    data.mkdir(parents=True)
+    text = (shared_corpora / "tinyshakespeare" / "input.txt").read_bytes()
+    (data / "input.txt").write_bytes(text[: len(text) // 2])  # truncated
+    with pytest.raises(SystemExit) as exit_info:
+        run.main([*TINY, "--task", "char_lm", "--data_dir", str(tmp_path / "data")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "input.txt" in err and "sha256" in err
+    assert _runs().empty
+
+
+def test_char_lm_and_sentiment_train_on_the_real_corpora(tracking, shared_corpora):
+    data = ["--data_dir", str(shared_corpora)]
+    assert run.main([*TINY, "--task", "char_lm", "--seq_len", "20", *data]) == 0
+    assert run.main([*TINY, "--task", "char_lm", "--corpus", "ptb", "--seq_len", "20", *data]) == 0
+    assert run.main([*TINY, "--task", "sentiment", "--seq_len", "12", "--cell", "gru", *data]) == 0
+    runs = _runs().sort_values("start_time")
+    shakespeare, ptb, sst2 = (r for _, r in runs.iterrows())
+    assert shakespeare["metrics.baseline_bpc"] == pytest.approx(shakespeare["metrics.baseline"] / np.log(2))
+    assert 3.5 < shakespeare["metrics.baseline_bpc"] < 5.0 and 3.5 < ptb["metrics.baseline_bpc"] < 5.0
+    assert shakespeare["tags.data_checksum"] != ptb["tags.data_checksum"]
+    assert shakespeare["metrics.final_val_bpc"] < 7.0
+    assert 0.5 < sst2["metrics.baseline_accuracy"] < 0.6
+    assert 0.0 <= sst2["metrics.final_val_accuracy"] <= 1.0 and "metrics.test_accuracy" in sst2
+    assert sst2["tags.mlflow.runName"] == "sentiment-T12 gru/keras fb=none tanh s0"
+    assert np.isfinite(sst2["metrics.gate_z_mean"]) and np.isnan(sst2.get("metrics.gate_i_mean", np.nan))
+
+
+def test_simple_rnn_and_an_input_width_gru_variant_run_with_gradient_flow(tracking):
+    assert run.main([*TINY, "--task", "adding", "--cell", "rnn"]) == 0
+    assert run.main([*TINY, "--task", "adding", "--cell", "gru", "--variant", "MUT2"]) == 0
+    gru, rnn = (r for _, r in _runs().iterrows())
+    assert np.isfinite(rnn["metrics.grad_flow_ratio_init"]) and rnn["metrics.grad_flow_ratio_init"] > 0
+    assert not any(c.startswith("metrics.gate_") and not np.isnan(rnn[c]) for c in rnn.index)
+    assert "metrics.gate_r_mean" in gru and gru["tags.variant"] == "MUT2"
+
+
+def test_early_stop_when_solved_logs_steps_to_solve_and_unspent_budget(tracking):
+    # A lenient target (MSE 0.5) stands in for "solved" so that a tiny run reaches it.
+    assert run.main([*TINY, "--task", "adding", "--target", "0.5", "--steps", "60"]) == 0
+    r = _runs().iloc[0]
+    history = _history(mlflow.MlflowClient(), r.run_id, "val_mse")
+    first = next(step for step, value in history if value <= 0.5)
+    assert r["metrics.solved"] == 1 and r["metrics.steps_to_solve"] == first < 60
+    assert history[-1][0] == first  # training stopped at the evaluation that solved it
+    assert r["metrics.budget_unspent_steps"] == 60 - first
