@@ -1,0 +1,96 @@
+"""The run's parameter table: in step with the library, and checked without loading TensorFlow."""
+
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from experiments import config as cfg
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.tf_only
+def test_activation_choices_are_exactly_what_the_library_accepts():
+    from lstm_keras.activations import valid_activation_names
+
+    assert sorted(cfg.ACTIVATIONS) == valid_activation_names()
+
+
+def test_variant_choices_come_from_the_library_specs():
+    import lstm_keras
+
+    assert cfg.variant_names("lstm") == tuple(lstm_keras.LSTM_VARIANTS)
+    assert cfg.variant_names("gru") == tuple(lstm_keras.GRU_VARIANTS)
+
+
+def test_parsing_the_config_imports_neither_tensorflow_nor_keras():
+    probe = (
+        "import sys\n"
+        "from experiments.config import from_strings\n"
+        "c = from_strings({'task': 'char_lm', 'variant': 'NFG', 'seq_len': '50'})\n"
+        "assert c.seq_len == 50 and c.variant == 'NFG'\n"
+        "print(sorted(m for m in ('tensorflow', 'keras', 'jax') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_strings_are_parsed_to_their_types_and_logged_back_verbatim():
+    c = cfg.from_strings(
+        {"seq_len": "100", "learning_rate": "1e-3", "variable_delay": "True", "clipnorm": "0"}
+    )
+    assert (c.seq_len, c.learning_rate, c.variable_delay, c.clipnorm) == (100, 0.001, True, 0.0)
+    params = c.as_params()
+    assert set(params) == {f.name for f in fields(cfg.RunConfig)}
+    assert params["variable_delay"] == "true" and params["seq_len"] == "100"
+
+
+@pytest.mark.parametrize(
+    "values, named",
+    [
+        ({"cell": "lstmm"}, "cell='lstmm'. Valid choices: lstm, gru, rnn"),
+        ({"cell": "gru", "variant": "NFG"}, "variant='NFG'. Valid choices: keras, cho2014"),
+        ({"cell": "gru", "variant": "NUG", "forget_bias": "1"}, "forget_bias='1'"),
+        ({"cell": "rnn", "forget_bias": "2"}, "forget_bias='2'"),
+        ({"variant": "NOAF", "output_activation": "tanh"}, "output_activation='tanh'"),
+        ({"variant": "lstm1997", "forget_bias": "chrono"}, "forget_bias='chrono'"),
+        ({"forget_bias": "big"}, "forget_bias='big'"),
+        ({"forget_bias": "nan"}, "forget_bias='nan'"),
+        ({"clipnorm": "-1"}, "clipnorm=-1.0"),
+        ({"learning_rate": "0"}, "learning_rate=0.0"),
+        ({"steps": "1.5"}, "steps='1.5'"),
+        ({"early_stop": "maybe"}, "early_stop='maybe'"),
+        ({"task": "adding", "variable_delay": "true"}, "variable_delay=true"),
+        ({"task": "copy", "corpus": "ptb"}, "corpus='ptb'"),
+        ({"task": "sentiment", "corpus": "tinyshakespeare"}, "corpus='tinyshakespeare'"),
+        ({"target": "high"}, "target='high'"),
+        ({"task": "adding", "seq_len": "1"}, "seq_len=1"),
+        ({"candidate_activation": "swishy"}, "candidate_activation='swishy'"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_each_bad_value_is_named_with_the_valid_choices(values, named):
+    with pytest.raises(cfg.ConfigError) as error:
+        cfg.from_strings(values)
+    assert named in str(error.value)
+    assert "Valid choices" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"variant": "NIAF", "candidate_activation": "linear"},  # the variant's own choice is no contradiction
+        {"variant": "NFG", "forget_bias": "none"},
+        {"cell": "gru", "variant": "MUT1", "forget_bias": "chrono"},
+        {"cell": "rnn", "candidate_activation": "relu"},
+        {"variant": "vanilla", "candidate_activation": "relu", "output_activation": "2sigmoid-1"},
+        {"task": "char_lm", "corpus": "ptb"},
+        {"task": "sentiment", "corpus": "imdb", "seq_len": "200"},
+    ],
+)
+def test_good_combinations_pass(values):
+    assert cfg.from_strings(values)
