@@ -113,7 +113,7 @@ class RunConfig:
     learning_rate: float = 0.005
     clipnorm: float = 1.0  # global gradient-norm clipping (Pascanu et al. 2013); 0 turns it off
     batch_size: int = 64
-    steps: int = 2500
+    steps: int = 2000
     eval_every: int = 100
     seed: int = 0
     corpus: str = AUTO  # char_lm: tinyshakespeare | ptb | a path; sentiment: sst2 | imdb

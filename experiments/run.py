@@ -66,8 +66,18 @@ def _progress(config: RunConfig, metric: str, baseline: float, start: float):
     return show
 
 
-def train_and_log(config: RunConfig, raw: dict[str, str], extra_tags: dict[str, str] | None = None) -> dict:
-    """Train `config` inside the active (or a new) MLflow run; return the summary and run id."""
+def train_and_log(
+    config: RunConfig,
+    raw: dict[str, str],
+    extra_tags: dict[str, str] | None = None,
+    *,
+    experiment_id: str | None = None,
+    parent_run_id: str | None = None,
+) -> dict:
+    """Train `config` inside the active (or a new) MLflow run; return the summary and run id.
+
+    A sweep passes `experiment_id` and `parent_run_id` to make the run a child of its parent.
+    """
     import mlflow
 
     from experiments import plots, tracking
@@ -75,15 +85,17 @@ def train_and_log(config: RunConfig, raw: dict[str, str], extra_tags: dict[str, 
     from experiments.train import Trainer, summary
 
     wall_start = time.perf_counter()
-    task = make_task(config)
     name = tracking.run_name(config)
-    with mlflow.start_run(run_name=name) as run:
+    with mlflow.start_run(
+        run_name=name, experiment_id=experiment_id, parent_run_id=parent_run_id, tags=extra_tags
+    ) as run:
         try:
             mlflow.set_tag("mlflow.runName", name)
             # Under `mlflow run` the launcher has logged the MLproject's params (shell-quoted);
             # log only what is missing so a value is never "changed".
             logged = mlflow.get_run(run.info.run_id).data.params
             mlflow.log_params({k: v for k, v in {**config.as_params(), **raw}.items() if k not in logged})
+            task = make_task(config)
             mlflow.set_tags(
                 {**tracking.run_tags(config, task.data_checksum, task.info), **(extra_tags or {})}
             )
@@ -137,6 +149,9 @@ def train_and_log(config: RunConfig, raw: dict[str, str], extra_tags: dict[str, 
             mlflow.set_tag("model_logged", str(config.log_model and not outcome.diverged).lower())
         except KeyboardInterrupt:
             mlflow.end_run("KILLED")  # interrupted on purpose: not FAILED, never left RUNNING
+            raise
+        except Exception as error:  # the run ends FAILED (start_run's exit); say why on it
+            mlflow.set_tag("error", f"{type(error).__name__}: {error}"[:5000])
             raise
     verdict = "DIVERGED" if outcome.diverged else ("solved" if results["solved"] else "not solved")
     print(

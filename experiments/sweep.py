@@ -1,0 +1,283 @@
+"""MLproject `sweep`: every trial of a sweep spec as a nested MLflow run, executed on Ray.
+
+    mlflow run . -e sweep -P spec=experiments/sweeps/forget_bias.yaml -P profile=quick
+
+One parent run per sweep (tagged with the spec and its hash); each configuration × learning
+rate × seed is a child run made by the training entry point's own code. Trials run as Ray
+tasks — locally (`ray.init()` on this machine's cores) or on a cluster (`ray_address`) — one
+CPU and `threads_per_trial` TensorFlow threads each, all logging to one tracking URI.
+
+Resumable: rerunning the same spec and profile (or `resume=<parent run id>`) runs only the
+trials without a FINISHED child; runs left behind by a killed attempt are deleted and the new
+run records them in `retried_from`. A trial that raises ends FAILED with its error; the others
+go on, and the parent counts finished / diverged / failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from experiments.sweep_spec import SpecError, Sweep, Trial, load
+
+ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}
+CHILD, PARENT = "child", "parent"
+
+
+def absolute_tracking_uri(uri: str) -> str:
+    """Workers may start elsewhere: a relative sqlite/file store must be made absolute."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
+    if "://" not in uri:
+        return Path(uri).resolve().as_uri()
+    return uri
+
+
+# ------------------------------------------------------------------------------ worker side
+
+
+def run_trial(trial: Trial, study: str, tracking_uri: str, experiment_id: str, parent_id: str, threads: int):
+    """Train one trial as a child run; never raises (a failure is returned and logged)."""
+    os.environ.pop("MLFLOW_RUN_ID", None)  # inherited from `mlflow run`: that is the parent
+    os.environ.update(ENV)
+    import mlflow
+    import tensorflow as tf
+
+    try:  # only possible before TensorFlow's first op in this worker process
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient()
+    stale = [
+        r.info.run_id
+        for r in client.search_runs(
+            [experiment_id],
+            f"tags.mlflow.parentRunId = '{parent_id}' and tags.trial_key = '{trial.trial_key}'",
+        )
+        if r.info.status != "FINISHED"
+    ]
+    for run_id in stale:  # an earlier attempt that died (killed sweep, lost node)
+        client.delete_run(run_id)
+    tags = {
+        "sweep_role": CHILD,
+        "study": study,
+        "config_label": trial.config_label,
+        "config_key": trial.config_key,
+        "trial_key": trial.trial_key,
+        "is_reference": str(trial.is_reference).lower(),
+    }
+    if stale:
+        tags["retried_from"] = ",".join(stale)
+    from experiments.config import from_strings
+    from experiments.run import train_and_log
+
+    try:
+        result = train_and_log(
+            from_strings(trial.params),
+            trial.params,
+            tags,
+            experiment_id=experiment_id,
+            parent_run_id=parent_id,
+        )
+        return {
+            "status": "FINISHED",
+            "diverged": bool(result["diverged"]),
+            "solved": bool(result["solved"]),
+            "best_val_loss_over_baseline": result["best_val_loss_over_baseline"],
+            "retried": len(stale),
+        }
+    except Exception as error:  # isolation: the child ended FAILED with its error; the sweep goes on
+        while mlflow.active_run() is not None:
+            mlflow.end_run("FAILED")
+        return {"status": "FAILED", "error": f"{type(error).__name__}: {error}", "retried": len(stale)}
+
+
+# ------------------------------------------------------------------------------ driver side
+
+
+def find_parent(client, experiment_id: str, sweep: Sweep, resume: str | None):
+    """The parent run to continue: `resume`, else the latest one with this spec hash and profile."""
+    if resume:
+        return client.get_run(resume)
+    runs = client.search_runs(
+        [experiment_id],
+        f"tags.sweep_role = '{PARENT}' and tags.sweep_spec_hash = '{sweep.spec_hash}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def finished_trials(client, experiment_id: str, parent_id: str) -> dict[str, str]:
+    """trial_key → run id of the FINISHED children of a parent."""
+    runs = client.search_runs(
+        [experiment_id], f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'FINISHED'"
+    )
+    return {r.data.tags["trial_key"]: r.info.run_id for r in runs if "trial_key" in r.data.tags}
+
+
+def adopt_children(client, experiment_id: str, old_parent: str, new_parent: str) -> int:
+    """Move a previous parent's finished children under the current parent (one parent per sweep)."""
+    moved = 0
+    for run_id in finished_trials(client, experiment_id, old_parent).values():
+        client.set_tag(run_id, "mlflow.parentRunId", new_parent)
+        moved += 1
+    client.set_tag(old_parent, "superseded_by", new_parent)
+    client.delete_run(old_parent)
+    return moved
+
+
+def _progress(done: int, total: int, start: float, trial: Trial, outcome: dict) -> None:
+    elapsed = time.perf_counter() - start
+    eta = elapsed / done * (total - done) if done else float("nan")
+    what = (
+        outcome["status"]
+        if outcome["status"] != "FINISHED"
+        else ("diverged" if outcome["diverged"] else ("solved" if outcome["solved"] else "finished"))
+    )
+    lr, seed = trial.params["learning_rate"], trial.params["seed"]
+    print(
+        f"[{done}/{total}] {trial.config_label} lr={lr} s{seed}: {what}"
+        f"  elapsed {elapsed:.0f}s  eta {eta:.0f}s",
+        flush=True,
+    )
+
+
+def run_sweep(
+    sweep: Sweep, *, ray_address: str | None, resume: str | None, threads: int, max_retries: int
+) -> dict:
+    import mlflow
+    import ray
+
+    tracking_uri = absolute_tracking_uri(mlflow.get_tracking_uri())
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient()
+    launched = os.environ.get("MLFLOW_RUN_ID")  # `mlflow run` made the parent for us
+    if launched:
+        experiment_id = client.get_run(launched).info.experiment_id
+    else:
+        experiment_id = (
+            os.environ.get("MLFLOW_EXPERIMENT_ID") or mlflow.get_experiment_by_name("Default").experiment_id
+        )
+    previous = find_parent(client, experiment_id, sweep, resume)
+    if previous is not None and previous.info.run_id != launched and launched:
+        moved = adopt_children(client, experiment_id, previous.info.run_id, launched)
+        print(f"resuming sweep {previous.info.run_id}: {moved} finished trials adopted", flush=True)
+    parent_id = launched or (previous.info.run_id if previous is not None else None)
+    with mlflow.start_run(
+        run_id=parent_id, experiment_id=experiment_id, run_name=f"sweep {sweep.study} ({sweep.profile})"
+    ) as parent:
+        parent_id = parent.info.run_id
+        mlflow.set_tags(
+            {
+                "sweep_role": PARENT,
+                "study": sweep.study,
+                "sweep_spec": sweep.path,
+                "sweep_spec_hash": sweep.spec_hash,
+                "sweep_profile": sweep.profile,
+                "claims": ",".join(sweep.claims),
+                "reference": " ".join(f"{k}={v}" for k, v in sweep.reference.items()),
+            }
+        )
+        mlflow.log_artifact(sweep.path)
+        done_keys = finished_trials(client, experiment_id, parent_id)
+        todo = [t for t in sweep.trials if t.trial_key not in done_keys]
+        total = len(sweep.trials)
+        print(
+            f"sweep {sweep.study}/{sweep.profile}: {total} trials, {total - len(todo)} already finished, "
+            f"{len(todo)} to run (parent run {parent_id})",
+            flush=True,
+        )
+        counts = {"finished": 0, "diverged": 0, "failed": 0, "retried": 0}
+        if todo:
+            ray.init(
+                address=ray_address,
+                include_dashboard=False,
+                log_to_driver=False,
+                runtime_env={"env_vars": ENV},
+                ignore_reinit_error=True,
+            )
+            remote = ray.remote(num_cpus=threads, max_retries=max_retries)(run_trial)
+            pending = {
+                remote.remote(t, sweep.study, tracking_uri, experiment_id, parent_id, threads): t
+                for t in todo
+            }
+            start, done = time.perf_counter(), total - len(todo)
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                trial = pending.pop(ready[0])
+                try:
+                    outcome = ray.get(ready[0])
+                except ray.exceptions.RayError as error:  # the worker died past its retries
+                    outcome = {"status": "FAILED", "error": str(error), "retried": max_retries}
+                done += 1
+                _progress(done, total, start, trial, outcome)
+                counts["retried"] += outcome.get("retried", 0)
+                if outcome["status"] == "FAILED":
+                    counts["failed"] += 1
+                    print(f"    error: {outcome['error'][:300]}", flush=True)
+        finished = finished_trials(client, experiment_id, parent_id)
+        diverged = sum(
+            1 for run_id in finished.values() if client.get_run(run_id).data.metrics.get("diverged", 0) == 1
+        )
+        summary = {
+            "trials_total": total,
+            "trials_finished": len(finished),
+            "trials_diverged": diverged,
+            "trials_failed": total - len(finished),
+            "trials_retried": counts["retried"],
+        }
+        mlflow.log_metrics(summary)
+    print(" ".join(f"{k}={v}" for k, v in summary.items()), flush=True)
+    return {"parent_run_id": parent_id, **summary}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", required=True, help="a YAML file in experiments/sweeps/")
+    parser.add_argument("--profile", default="quick")
+    parser.add_argument(
+        "--ray_address",
+        default="auto_local",
+        help="auto_local: start Ray on this machine; else a cluster address (e.g. ray://host:10001)",
+    )
+    parser.add_argument(
+        "--resume", default="none", help="a parent run id to continue (none: same spec + profile)"
+    )
+    parser.add_argument("--threads_per_trial", type=int, default=1)
+    parser.add_argument("--max_retries", type=int, default=2, help="Ray retries of a trial whose worker died")
+    args = parser.parse_args(argv)
+    try:
+        sweep = load(args.spec, args.profile)
+    except SpecError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.threads_per_trial < 1:
+        print(
+            f"error: Invalid threads_per_trial={args.threads_per_trial}. Valid choices: an integer >= 1.",
+            file=sys.stderr,
+        )
+        return 2
+    os.environ.update(ENV)
+    result = run_sweep(
+        sweep,
+        ray_address=None if args.ray_address == "auto_local" else args.ray_address,
+        resume=None if args.resume in ("", "none") else args.resume,
+        threads=args.threads_per_trial,
+        max_retries=args.max_retries,
+    )
+    _ = result  # failed trials are an outcome (counted on the parent), not a failed sweep
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""Sweep specs: a YAML file names a study, its configurations, seeds and learning rates.
+
+    study: forget_bias                 # name (tags every run)
+    description: ...
+    claims: [a, h]                     # claims of the checklist this study informs
+    base: {cell: lstm, steps: 2000}    # parameters shared by every trial (RunConfig names)
+    tasks: {copy: {seq_len: 100}, adding: {seq_len: 200}}   # per-task parameters
+    configs: [{cell: gru, units: 110}, {cell: lstm, units: 96}]  # explicit configurations ...
+    grid: {forget_bias: ["0", "1", chrono]}                   # ... crossed with a grid
+    learning_rates: [0.003, 0.01]      # per configuration; the report compares best-over-LR
+    seeds: [0, 1, 2]
+    reference: {forget_bias: "1"}      # the configuration the others are tested against
+    profiles:                          # overrides by name; `quick` and `full` at least
+      quick: {base: {steps: 400}, seeds: [0, 1, 2]}
+      full: {base: {steps: 20000}, seeds: [0, 1, 2, 3, 4]}
+
+Trials = tasks × configs × grid × learning_rates × seeds. Every trial is checked with the
+training entry point's own validation before anything runs. Pure Python: no Ray, no Keras.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from experiments.config import ConfigError, RunConfig, from_strings
+
+TOP_KEYS = {
+    "study",
+    "description",
+    "claims",
+    "base",
+    "tasks",
+    "configs",
+    "grid",
+    "learning_rates",
+    "seeds",
+    "reference",
+    "profiles",
+}
+PROFILE_KEYS = {"base", "tasks", "configs", "grid", "learning_rates", "seeds", "description"}
+CLAIM_IDS = tuple("abcdefgh")
+
+
+class SpecError(ValueError):
+    """A sweep spec that cannot run; the message names the file, the key and what is valid."""
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One training run of a sweep."""
+
+    params: dict[str, str]  # RunConfig names → CLI strings
+    config_label: str  # what distinguishes its configuration (no seed, no learning rate)
+    config_key: str  # hash of the label's parameters
+    trial_key: str  # hash of every parameter: identifies the trial across reruns
+    is_reference: bool
+
+
+@dataclass(frozen=True)
+class Sweep:
+    study: str
+    profile: str
+    path: str
+    spec_hash: str
+    claims: tuple[str, ...]
+    reference: dict[str, str]
+    trials: tuple[Trial, ...]
+
+
+def _hash(payload) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _strings(mapping: dict, where: str) -> dict[str, str]:
+    if not isinstance(mapping, dict):
+        raise SpecError(f"{where}: expected a mapping of parameter: value, got {type(mapping).__name__}.")
+    known = set(RunConfig.__dataclass_fields__)
+    for key in mapping:
+        if key not in known:
+            raise SpecError(f"{where}: unknown parameter {key!r}. Valid choices: {', '.join(sorted(known))}.")
+    return {k: _text(v) for k, v in mapping.items()}
+
+
+def _text(value) -> str:
+    """A YAML scalar as the CLI would write it (true/false in lower case)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _list(value, where: str, *, kind=None) -> list:
+    if not isinstance(value, list) or not value:
+        raise SpecError(f"{where}: expected a non-empty list, got {value!r}.")
+    if kind is not None and not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
+        raise SpecError(
+            f"{where}: expected a list of {kind.__name__ if isinstance(kind, type) else 'numbers'}."
+        )
+    return value
+
+
+def _merged(spec: dict, profile: dict) -> dict:
+    out = dict(spec)
+    for key, value in profile.items():
+        if key == "base":
+            out["base"] = {**spec.get("base", {}), **value}
+        elif key == "tasks":
+            tasks = dict(spec.get("tasks", {}))
+            for task, overrides in value.items():
+                tasks[task] = {**tasks.get(task, {}), **(overrides or {})}
+            out["tasks"] = tasks
+        else:
+            out[key] = value
+    return out
+
+
+def load(path: str | Path, profile: str) -> Sweep:
+    """Read, check and expand a spec for one profile; raise SpecError naming what is wrong."""
+    path = Path(path)
+    where = str(path)
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{where}: no such sweep spec.") from None
+    except yaml.YAMLError as error:
+        raise SpecError(f"{where}: not valid YAML: {error}") from None
+    if not isinstance(spec, dict):
+        raise SpecError(f"{where}: expected a mapping at the top level.")
+    unknown = set(spec) - TOP_KEYS
+    if unknown:
+        raise SpecError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}. "
+            f"Valid keys: {', '.join(sorted(TOP_KEYS))}."
+        )
+    if not isinstance(spec.get("study"), str) or not spec["study"]:
+        raise SpecError(f"{where}: `study` must be a non-empty string.")
+    profiles = spec.get("profiles") or {}
+    if not isinstance(profiles, dict) or profile not in profiles:
+        raise SpecError(f"{where}: no profile {profile!r}. Valid choices: {', '.join(profiles) or '(none)'}.")
+    for name, body in profiles.items():
+        if not isinstance(body, dict):
+            raise SpecError(f"{where}: profiles.{name}: expected a mapping.")
+        bad = set(body) - PROFILE_KEYS
+        if bad:
+            raise SpecError(
+                f"{where}: profiles.{name}: unknown key(s) {', '.join(sorted(bad))}. "
+                f"Valid keys: {', '.join(sorted(PROFILE_KEYS))}."
+            )
+    merged = _merged(spec, profiles[profile])
+    claims = tuple(merged.get("claims") or ())
+    for claim in claims:
+        if claim not in CLAIM_IDS:
+            raise SpecError(
+                f"{where}: claims: unknown claim {claim!r}. Valid choices: {', '.join(CLAIM_IDS)}."
+            )
+    base = _strings(merged.get("base") or {}, f"{where}: base")
+    tasks = merged.get("tasks") or {base.get("task", "copy"): {}}
+    if not isinstance(tasks, dict) or not tasks:
+        raise SpecError(f"{where}: tasks: expected a non-empty mapping of task: parameters.")
+    configs = [
+        _strings(c, f"{where}: configs[{i}]")
+        for i, c in enumerate(_list(merged.get("configs", [{}]), f"{where}: configs"))
+    ]
+    grid = merged.get("grid") or {}
+    if not isinstance(grid, dict):
+        raise SpecError(f"{where}: grid: expected a mapping of parameter: [values].")
+    grid_axes: dict[str, list[str]] = {}
+    for key, values in grid.items():
+        _strings({key: None}, f"{where}: grid")  # a known parameter name
+        grid_axes[key] = [_text(v) for v in _list(values, f"{where}: grid.{key}")]
+    lrs = [
+        repr(float(v))
+        for v in _list(
+            merged.get("learning_rates", [base.get("learning_rate", 0.005)]),
+            f"{where}: learning_rates",
+            kind=(int, float),
+        )
+    ]
+    seeds = [str(v) for v in _list(merged.get("seeds"), f"{where}: seeds", kind=int)]
+    reference = _strings(merged.get("reference") or {}, f"{where}: reference")
+
+    varying = ["task", *dict.fromkeys(k for c in configs for k in c), *grid_axes]
+    trials = []
+    for task, task_params in tasks.items():
+        task_params = _strings(task_params or {}, f"{where}: tasks.{task}")
+        for config, values in itertools.product(configs, itertools.product(*grid_axes.values())):
+            point = {**base, "task": task, **task_params, **config, **dict(zip(grid_axes, values))}
+            label_params = {k: point[k] for k in varying if k in point}
+            label = " ".join(f"{k}={v}" for k, v in label_params.items())
+            is_reference = all(point.get(k, _default(k)) == v for k, v in reference.items())
+            for lr, seed in itertools.product(lrs, seeds):
+                params = {**point, "learning_rate": lr, "seed": seed}
+                try:
+                    from_strings(params)
+                except ConfigError as error:
+                    raise SpecError(f"{where}: trial {label} lr={lr} seed={seed}: {error}") from None
+                trials.append(Trial(params, label, _hash(label_params), _hash(params), is_reference))
+    keys = [t.trial_key for t in trials]
+    if len(set(keys)) != len(keys):
+        raise SpecError(
+            f"{where}: the grid produces the same trial twice; check configs and grid for overlaps."
+        )
+    return Sweep(
+        study=spec["study"],
+        profile=profile,
+        path=where,
+        spec_hash=_hash({"spec": spec, "profile": profile}),
+        claims=claims,
+        reference=reference,
+        trials=tuple(trials),
+    )
+
+
+def _default(name: str) -> str:
+    return _text(RunConfig.__dataclass_fields__[name].default)

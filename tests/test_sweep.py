@@ -1,0 +1,211 @@
+"""Sweep specs are checked before anything runs; a sweep runs its trials on Ray as nested runs,
+isolates a failing trial, and resumes without running a finished configuration twice."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from experiments.sweep_spec import SpecError, load
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = sorted((ROOT / "experiments" / "sweeps").glob("*.yaml"))
+TINY = {"units": 8, "batch_size": 8, "steps": 4, "eval_every": 2, "probe_batch": 4, "log_model": False}
+
+
+def _write(tmp_path, spec: dict, name="spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _spec(**changes) -> dict:
+    spec = {
+        "study": "tiny",
+        "base": dict(TINY),
+        "tasks": {"adding": {"seq_len": 6}},
+        "grid": {"forget_bias": ["0", "1"]},
+        "seeds": [0, 1],
+        "reference": {"forget_bias": "1"},
+        "profiles": {"quick": {}, "full": {"base": {"steps": 8}}},
+    }
+    spec.update(changes)
+    return spec
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_every_shipped_spec_expands_to_valid_trials_with_a_reference(path, profile):
+    sweep = load(path, profile)
+    assert sweep.study == path.stem and sweep.trials
+    assert any(t.is_reference for t in sweep.trials)
+    assert len({t.trial_key for t in sweep.trials}) == len(sweep.trials)
+    labels = {t.config_label for t in sweep.trials}
+    seeds = {t.params["seed"] for t in sweep.trials}
+    lrs = {t.params["learning_rate"] for t in sweep.trials}
+    assert len(sweep.trials) == len(labels) * len(seeds) * len(lrs)
+
+
+def test_expansion_crosses_tasks_configs_grid_learning_rates_and_seeds(tmp_path):
+    spec = _spec(configs=[{"cell": "lstm"}, {"cell": "gru"}], learning_rates=[0.01, 0.001])
+    sweep = load(_write(tmp_path, spec), "quick")
+    assert len(sweep.trials) == 1 * 2 * 2 * 2 * 2
+    reference = [t for t in sweep.trials if t.is_reference]
+    assert {t.params["cell"] for t in reference} == {"lstm", "gru"} and len(reference) == 8
+    first = sweep.trials[0]
+    assert first.config_label == "task=adding cell=lstm forget_bias=0"
+    assert first.params["steps"] == "4" and first.params["log_model"] == "false"
+    assert load(_write(tmp_path, spec), "full").trials[0].params["steps"] == "8"
+    assert load(_write(tmp_path, spec), "full").spec_hash != sweep.spec_hash
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"colour": "red"}, "unknown key(s) colour"),
+        ({"seeds": ["zero"]}, "seeds: expected a list of int"),
+        ({"seeds": []}, "seeds: expected a non-empty list"),
+        ({"grid": {"forget_bias": []}}, "grid.forget_bias: expected a non-empty list"),
+        ({"grid": {"forgetbias": ["0"]}}, "unknown parameter 'forgetbias'"),
+        ({"base": {"variant": "bogus", **TINY}}, "Invalid variant='bogus'"),
+        ({"base": ["steps", 4]}, "base: expected a mapping"),
+        ({"learning_rates": "fast"}, "learning_rates: expected a non-empty list"),
+        ({"claims": ["z"]}, "unknown claim 'z'"),
+        ({"profiles": {"full": {}}}, "no profile 'quick'"),
+        ({"profiles": {"quick": {"step": 3}}}, "profiles.quick: unknown key(s) step"),
+        ({"configs": [{"cell": "gru"}, {"cell": "gru"}]}, "same trial twice"),
+    ],
+)
+def test_a_bad_spec_is_refused_naming_the_key_before_anything_runs(tmp_path, changes, message):
+    with pytest.raises(SpecError) as error:
+        load(_write(tmp_path, _spec(**changes)), "quick")
+    assert message in str(error.value) and "spec.yaml" in str(error.value)
+
+
+def test_the_sweep_cli_exits_2_on_a_bad_spec_without_starting_ray(tmp_path):
+    path = _write(tmp_path, _spec(grid={"forget_bias": []}))
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.sweep", "--spec", str(path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"},
+    )
+    assert done.returncode == 2 and "grid.forget_bias" in done.stderr
+    assert not (tmp_path / "m.db").exists()
+
+
+def _children(uri, parent_id):
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_run(parent_id).info.experiment_id
+    return client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent_id}'")
+
+
+def _sweep_cmd(spec: Path) -> list[str]:
+    return [sys.executable, "-m", "experiments.sweep", "--spec", str(spec), "--profile", "quick"]
+
+
+def _env(tmp_path) -> dict:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+
+
+@pytest.mark.tf_only
+def test_a_sweep_runs_nested_trials_on_ray_isolates_a_failure_and_resumes(tmp_path):
+    bad_text = tmp_path / "short.txt"
+    bad_text.write_text("to be or not to be, " * 2)  # valid UTF-8, too short to split: fails at load
+    spec = _spec(
+        configs=[{"task": "adding"}, {"task": "char_lm", "corpus": str(bad_text), "seq_len": 5}],
+        grid={"forget_bias": ["1"]},
+    )
+    path = _write(tmp_path, spec)
+    env = _env(tmp_path)
+    first = subprocess.run(
+        _sweep_cmd(path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "[4/4]" in first.stdout  # progress: trials done / total
+    uri = env["MLFLOW_TRACKING_URI"]
+    mlflow.set_tracking_uri(uri)
+    try:
+        parents = mlflow.search_runs(search_all_experiments=True, filter_string="tags.sweep_role = 'parent'")
+        assert len(parents) == 1
+        parent = parents.iloc[0]
+        assert parent["status"] == "FINISHED" and parent["tags.study"] == "tiny"
+        assert (parent["metrics.trials_total"], parent["metrics.trials_finished"]) == (4, 2)
+        assert parent["metrics.trials_failed"] == 2
+        children = _children(uri, parent.run_id)
+        by_status = {}
+        for child in children:
+            by_status.setdefault(child.info.status, []).append(child)
+        assert len(by_status["FINISHED"]) == 2 and len(by_status["FAILED"]) == 2
+        assert all("characters" in c.data.tags["error"] for c in by_status["FAILED"])
+        assert {c.data.params["task"] for c in by_status["FINISHED"]} == {"adding"}
+        assert all(c.data.tags["study"] == "tiny" and c.data.tags["config_label"] for c in children)
+
+        # Rerun: the finished trials are not run again; the failed ones are retried (and fail).
+        second = subprocess.run(_sweep_cmd(path), cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert second.returncode == 0, second.stderr[-3000:]
+        assert "2 already finished, 2 to run" in second.stdout
+        children = _children(uri, parent.run_id)
+        finished = [c for c in children if c.info.status == "FINISHED"]
+        assert len(finished) == 2 and len(children) == 4  # the old failed attempts were replaced
+        assert all(c.data.tags.get("retried_from") for c in children if c.info.status == "FAILED")
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+@pytest.mark.tf_only
+def test_a_sweep_killed_with_sigkill_and_rerun_ends_with_every_trial_exactly_once(tmp_path):
+    spec = _spec(grid={"forget_bias": ["0", "1", "2"]}, base={**TINY, "steps": 30, "eval_every": 10})
+    path = _write(tmp_path, spec)
+    env = _env(tmp_path)
+    uri = env["MLFLOW_TRACKING_URI"]
+    sweep = subprocess.Popen(
+        _sweep_cmd(path),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    client = mlflow.MlflowClient(uri)
+    deadline = time.time() + 240
+    finished_before_kill = 0
+    while time.time() < deadline and not finished_before_kill:
+        time.sleep(1)
+        if not (tmp_path / "mlflow.db").exists():
+            continue
+        runs = client.search_runs(["0"], "tags.sweep_role = 'child'")
+        finished_before_kill = sum(r.info.status == "FINISHED" for r in runs)
+    assert finished_before_kill, "no trial finished before the deadline"
+    os.killpg(sweep.pid, signal.SIGKILL)  # driver and its Ray processes, no clean-up
+    sweep.wait()
+    subprocess.run(
+        [str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True, env=env
+    )
+    rerun = subprocess.run(
+        _sweep_cmd(path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"{finished_before_kill} already finished" in rerun.stdout or "already finished" in rerun.stdout
+    parent = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], "tags.sweep_role = 'parent'"
+    )
+    assert len(parent) == 1
+    children = _children(uri, parent[0].info.run_id)
+    assert sorted(c.data.tags["trial_key"] for c in children) == sorted(
+        t.trial_key for t in load(path, "quick").trials
+    )
+    assert all(c.info.status == "FINISHED" for c in children)  # stale RUNNING attempts were replaced
