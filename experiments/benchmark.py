@@ -138,12 +138,46 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def log_to_mlflow(rows: list[dict], args: argparse.Namespace) -> str:
+    """One run per benchmark: ratios and steps/s as metrics, so performance history shows in the UI."""
+    import mlflow
+
+    from experiments import tracking
+
+    with mlflow.start_run(run_name=f"benchmark {' '.join(args.shapes)}") as run:
+        logged = mlflow.get_run(run.info.run_id).data.params  # `mlflow run` logged its own
+        params = {
+            "shapes": ",".join(args.shapes),
+            "variants": ",".join(args.variants) or "none",
+            "rounds": str(args.rounds),
+            "steps": str(args.steps),
+        }
+        mlflow.log_params({k: v for k, v in params.items() if k not in logged})
+        commit, dirty = tracking.git_commit()
+        mlflow.set_tags(
+            {
+                "benchmark": "true",
+                "git_commit": commit,
+                "git_dirty": str(dirty).lower(),
+                **{f"version.{k}": v for k, v in tracking.package_versions().items()},
+            }
+        )
+        for r in rows:
+            key = f"{r['shape']}.{r['layer']}"
+            mlflow.log_metrics({f"steps_per_s.{key}": r["steps_per_s"], f"ratio.{key}": r["ratio"]})
+        mlflow.log_text(format_table(rows), "benchmark.txt")
+    return run.info.run_id
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--variants", nargs="*", default=[], help="extra LSTM/GRU variants to time")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10, help="train steps per timed round")
+    parser.add_argument(
+        "--mlflow", default="false", choices=["true", "false"], help="log a run (MLproject: true)"
+    )
     args = parser.parse_args(argv)
     import lstm_keras as lk
 
@@ -154,6 +188,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for name in args.shapes:
         rows += run_shape(SHAPES[name], args.variants, args.rounds, args.steps)
         print(format_table([r for r in rows if r["shape"] == name]), flush=True)
+    if args.mlflow == "true":
+        print(f"logged to MLflow run {log_to_mlflow(rows, args)}", flush=True)
     return rows
 
 

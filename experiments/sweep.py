@@ -153,7 +153,13 @@ def _progress(done: int, total: int, start: float, trial: Trial, outcome: dict) 
 
 
 def run_sweep(
-    sweep: Sweep, *, ray_address: str | None, resume: str | None, threads: int, max_retries: int
+    sweep: Sweep,
+    *,
+    ray_address: str | None,
+    resume: str | None,
+    threads: int,
+    max_retries: int,
+    max_concurrent: int | None = None,
 ) -> dict:
     import mlflow
     import ray
@@ -201,6 +207,8 @@ def run_sweep(
         if todo:
             ray.init(
                 address=ray_address,
+                # Locally, the CPUs offered to Ray = trials at once × threads each (default: all cores).
+                num_cpus=max_concurrent * threads if max_concurrent and ray_address is None else None,
                 include_dashboard=False,
                 log_to_driver=False,
                 runtime_env={"env_vars": ENV},
@@ -255,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--threads_per_trial", type=int, default=1)
     parser.add_argument("--max_retries", type=int, default=2, help="Ray retries of a trial whose worker died")
+    parser.add_argument(
+        "--max_concurrent", type=int, default=0, help="trials at once on a local Ray (0: one per core)"
+    )
     args = parser.parse_args(argv)
     try:
         sweep = load(args.spec, args.profile)
@@ -274,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         resume=None if args.resume in ("", "none") else args.resume,
         threads=args.threads_per_trial,
         max_retries=args.max_retries,
+        max_concurrent=args.max_concurrent or None,
     )
     _ = result  # failed trials are an outcome (counted on the parent), not a failed sweep
     return 0

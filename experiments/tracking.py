@@ -27,11 +27,18 @@ PACKAGES = (
 
 def resolved_forget_bias(config: RunConfig) -> str:
     """The forget bias the cell actually gets, as text (auto → the cell's default)."""
-    if config.cell == "rnn":
+    if config.cell == "rnn" or not has_forget_gate(config):
         return "n/a"
     if config.forget_bias != AUTO:
         return config.forget_bias
     return "1" if config.cell == "lstm" else "none"
+
+
+def has_forget_gate(config: RunConfig) -> bool:
+    specs = variant_specs()
+    if config.cell == "lstm":
+        return specs.LSTM_VARIANTS[config.variant].has_forget_gate
+    return config.cell == "gru" and specs.GRU_VARIANTS[config.variant].update_gate is not None
 
 
 def resolved_candidate_activation(config: RunConfig) -> str:
@@ -46,7 +53,7 @@ def run_name(config: RunConfig) -> str:
     """e.g. `copy-T100 lstm/NFG fb=0 tanh s0`: what differs between runs, readable in a list."""
     fb = resolved_forget_bias(config)
     fb = fb.removesuffix(".0") if fb.replace(".", "", 1).lstrip("-").isdigit() else fb
-    gates = "" if config.cell == "rnn" else f" fb={fb}"
+    gates = "" if fb == "n/a" else f" fb={fb}"
     return (
         f"{config.task}-T{config.seq_len} {config.cell}/{config.variant}{gates} "
         f"{resolved_candidate_activation(config)} s{config.seed}"

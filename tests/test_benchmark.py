@@ -17,3 +17,37 @@ def test_benchmark_reports_each_contender_against_its_builtin():
     assert by_layer["LSTM"]["params"] == by_layer["keras.LSTM"]["params"]
     assert all(r["steps_per_s"] > 0 for r in rows)
     assert "LSTM/NFG" in benchmark.format_table(rows)
+
+
+@pytest.mark.tf_only
+def test_benchmark_logs_ratios_and_rates_as_metrics_of_one_run(tracking):
+    import argparse
+
+    import mlflow
+
+    rows = [
+        {
+            "shape": "copy",
+            "layer": "keras.LSTM",
+            "reference": "keras.LSTM",
+            "steps_per_s": 5.0,
+            "ratio": 1.0,
+            "params": 10,
+        },
+        {
+            "shape": "copy",
+            "layer": "LSTM",
+            "reference": "keras.LSTM",
+            "steps_per_s": 6.0,
+            "ratio": 1.2,
+            "params": 10,
+        },
+    ]
+    args = argparse.Namespace(shapes=["copy"], variants=[], rounds=3, steps=2)
+    run_id = benchmark.log_to_mlflow(rows, args)
+    run = mlflow.get_run(run_id)
+    assert (
+        run.data.metrics["ratio.copy.LSTM"] == 1.2 and run.data.metrics["steps_per_s.copy.keras.LSTM"] == 5.0
+    )
+    assert run.data.params["rounds"] == "3" and run.data.tags["benchmark"] == "true"
+    assert "benchmark.txt" in {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}

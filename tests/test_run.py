@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -268,3 +269,45 @@ def test_early_stop_when_solved_logs_steps_to_solve_and_unspent_budget(tracking)
     assert r["metrics.solved"] == 1 and r["metrics.steps_to_solve"] == first < 60
     assert history[-1][0] == first  # training stopped at the evaluation that solved it
     assert r["metrics.budget_unspent_steps"] == 60 - first
+
+
+def test_ctrl_c_during_training_ends_the_run_killed_not_running(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cmd = [sys.executable, "-m", "experiments.run", *TINY, "--steps", "100000", "--eval_every", "2"]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        env=_env(MLFLOW_TRACKING_URI=uri),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    for line in proc.stdout:  # wait until training is under way
+        if line.startswith("step      4/"):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-2000:]
+    mlflow.set_tracking_uri(uri)
+    try:
+        r = _runs().iloc[0]
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert r.status == "KILLED"
+    assert r["metrics.val_loss"] > 0  # what was logged before the interrupt is kept
+
+
+def test_run_names_say_what_differs_and_skip_the_bias_of_a_missing_forget_gate():
+    from experiments.config import from_strings
+    from experiments.tracking import resolved_forget_bias, run_name
+
+    assert (
+        run_name(from_strings({"task": "copy", "seq_len": "100", "variant": "NFG"}))
+        == "copy-T100 lstm/NFG tanh s0"
+    )
+    assert resolved_forget_bias(from_strings({"variant": "lstm1997"})) == "n/a"
+    named = run_name(
+        from_strings({"task": "adding", "forget_bias": "2.0", "candidate_activation": "relu", "seed": "3"})
+    )
+    assert named == "adding-T20 lstm/keras fb=2 relu s3"
+    assert run_name(from_strings({"cell": "gru", "variant": "NUG"})) == "copy-T20 gru/NUG tanh s0"
