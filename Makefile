@@ -8,7 +8,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 # MLproject commands call `python`: make it the venv's, as if activated.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup run test lint format bench clean
+.PHONY: setup run test lint format bench clean tracking-server tracking-server-stop
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ format: setup
 test: lint
 	$(BIN)/python -m pytest
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -m backend_agnostic
+
+tracking-server: setup
+	$(BIN)/python -m experiments.tracking_server start
+
+tracking-server-stop: setup
+	$(BIN)/python -m experiments.tracking_server stop
 
 bench: setup
 	$(BIN)/python -m experiments.benchmark

@@ -9,8 +9,11 @@ costs a second and leaves no run behind. A diverging run ends FINISHED with dive
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 
 from experiments import corpora
@@ -66,6 +69,27 @@ def _progress(config: RunConfig, metric: str, baseline: float, start: float):
     return show
 
 
+@contextlib.contextmanager
+def _interrupt_flag():
+    """Ctrl-C sets a flag the loop checks between steps (an interrupt inside TensorFlow or a
+    tracking call can be swallowed there); a second Ctrl-C interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    flag = {"set": False}
+
+    def handler(signum, frame):
+        if flag["set"]:
+            raise KeyboardInterrupt
+        flag["set"] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: flag["set"]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def train_and_log(
     config: RunConfig,
     raw: dict[str, str],
@@ -107,7 +131,8 @@ def train_and_log(
                 mlflow.log_metrics({k: v for k, v in record.items() if k != "step"}, step=record["step"])
                 show(record)
 
-            outcome = trainer.run(on_eval)
+            with _interrupt_flag() as interrupted:
+                outcome = trainer.run(on_eval, interrupted)
             results = summary(outcome, config, task)
             results["wall_time_s"] = time.perf_counter() - wall_start
             mlflow.log_metrics(results)

@@ -111,7 +111,12 @@ class Trainer:
         record["grad_flow_ratio"] = probes.flow_ratio(flow)
         return record, {"flow": flow, "gates": gate_values}
 
-    def run(self, on_eval: Callable[[dict], None] = lambda record: None) -> Outcome:
+    def run(
+        self,
+        on_eval: Callable[[dict], None] = lambda record: None,
+        interrupted: Callable[[], bool] = lambda: False,
+    ) -> Outcome:
+        """Train; `interrupted()` is polled each step and raises KeyboardInterrupt between steps."""
         c, task = self.config, self.task
         out = Outcome(model=self.model)
         rng = np.random.default_rng([c.seed, 0])
@@ -122,6 +127,8 @@ class Trainer:
         window: list[tuple[float, float]] = []
         start = time.perf_counter()
         for step in range(1, c.steps + 1):
+            if interrupted():
+                raise KeyboardInterrupt
             x, y = task.train_batch(rng, c.batch_size)
             loss, norm = (float(v) for v in self._train_step(x, y))
             out.steps_done = step

@@ -286,7 +286,7 @@ def test_ctrl_c_during_training_ends_the_run_killed_not_running(tmp_path):
         if line.startswith("step      4/"):
             break
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=120)
+    out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 130, out[-2000:]
     mlflow.set_tracking_uri(uri)
     try:

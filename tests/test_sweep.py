@@ -166,11 +166,24 @@ def test_a_sweep_runs_nested_trials_on_ray_isolates_a_failure_and_resumes(tmp_pa
         mlflow.set_tracking_uri(None)
 
 
+def _kill_marked(marker: str) -> None:
+    """SIGKILL every process whose environment carries `marker` (Ray's processes inherit it)."""
+    needle = f"SWEEP_TEST_MARKER={marker}".encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if needle in (proc / "environ").read_bytes().split(b"\0"):
+                os.kill(int(proc.name), signal.SIGKILL)
+        except OSError:
+            continue
+
+
 @pytest.mark.tf_only
 def test_a_sweep_killed_with_sigkill_and_rerun_ends_with_every_trial_exactly_once(tmp_path):
     spec = _spec(grid={"forget_bias": ["0", "1", "2"]}, base={**TINY, "steps": 30, "eval_every": 10})
     path = _write(tmp_path, spec)
-    env = _env(tmp_path)
+    env = {**_env(tmp_path), "SWEEP_TEST_MARKER": f"sweep-test-{os.getpid()}-{time.time_ns()}"}
     uri = env["MLFLOW_TRACKING_URI"]
     sweep = subprocess.Popen(
         _sweep_cmd(path),
@@ -190,11 +203,9 @@ def test_a_sweep_killed_with_sigkill_and_rerun_ends_with_every_trial_exactly_onc
         runs = client.search_runs(["0"], "tags.sweep_role = 'child'")
         finished_before_kill = sum(r.info.status == "FINISHED" for r in runs)
     assert finished_before_kill, "no trial finished before the deadline"
-    os.killpg(sweep.pid, signal.SIGKILL)  # driver and its Ray processes, no clean-up
+    os.killpg(sweep.pid, signal.SIGKILL)  # the driver, no clean-up
     sweep.wait()
-    subprocess.run(
-        [str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True, env=env
-    )
+    _kill_marked(env["SWEEP_TEST_MARKER"])  # and its Ray processes (not other sweeps on this machine)
     rerun = subprocess.run(
         _sweep_cmd(path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
