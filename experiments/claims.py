@@ -210,6 +210,7 @@ OTHER_OUT = _side(
 )
 TANH_OUT = _side("the same with output tanh", where=lambda d: d["output_activation"] == "tanh")
 CELL_KEYS = {"cell", "variant", "forget_bias", "output_activation", "candidate_activation", "units"}
+LSTM1997 = _side("LSTM lstm1997", "lstm", "lstm1997")
 MEM = dict(tasks=MEMORY_TASKS)
 
 # fmt: off
@@ -325,6 +326,15 @@ CLAIMS: tuple[Claim, ...] = (
             _c("fb 0 vs 1 (trained)", FB0, [FB1, FB_1_2], {"forget_bias"}, "lower", metric=FLOW_FINAL),
         ),
         plots=("gradient_flow",),
+    ),
+    Claim(
+        "i", "The 1997 LSTM is worse than the modern one.",
+        "LSTM lstm1997 (Hochreiter & Schmidhuber 1997: no forget gate, no peepholes, g = 4σ−2, "
+        "h = 2σ−1) vs Keras's LSTM (else vanilla) with forget bias 1, in the same study and task (any "
+        "task), units allowed to differ: higher best_val_loss_over_baseline.",
+        (Part("i", "lstm1997 is worse than keras/vanilla", (
+            _c("lstm1997 vs keras/vanilla", LSTM1997, [KERAS1, VANILLA1], CELL_KEYS, "higher"),
+        ), "any"),),
     ),
 )
 # fmt: on
@@ -552,7 +562,7 @@ def evaluate_claim(
 def evaluate(
     configs: pd.DataFrame, chosen: pd.DataFrame, runs: pd.DataFrame, opts: Options | None = None
 ) -> list[dict]:
-    """Every claim's result (see `evaluate_claim`), in the order a..h."""
+    """Every claim's result (see `evaluate_claim`), in the order a..i."""
     opts = opts or Options()
     return [evaluate_claim(c, configs, chosen, runs, opts) for c in CLAIMS]
 
@@ -710,6 +720,8 @@ def claims_markdown(
             f"Studies listing this claim: {', '.join(informs) or 'none'}; contrasts found in: "
             f"{', '.join(r['sweeps']) or 'none'}. Plots: {', '.join(r['plots']) or '–'}.",
         ]
+        own = f"claim_{r['id']}.png"
+        out += ["", f"![{own}]({own})"] if own in r["plots"] else []
         for p in r["parts"]:
             reason = f" — {p['reason']}" if p["reason"] else ""
             out += ["", f"**Part {p['id']}** — {p['statement']} ({p['rule']} rule): {p['verdict']}{reason}"]

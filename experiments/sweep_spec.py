@@ -44,7 +44,7 @@ TOP_KEYS = {
     "profiles",
 }
 PROFILE_KEYS = {"base", "tasks", "configs", "grid", "learning_rates", "seeds", "description"}
-CLAIM_IDS = tuple("abcdefgh")
+CLAIM_IDS = tuple("abcdefghi")
 
 
 class SpecError(ValueError):

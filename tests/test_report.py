@@ -98,7 +98,7 @@ def make_sweep(
                 cell = params["cell"]
                 fb = (
                     "n/a"
-                    if cell == "rnn"
+                    if cell == "rnn" or params["variant"] == "lstm1997"
                     else (params["forget_bias"] if params["forget_bias"] != "auto" else "1")
                 )
                 tags = {
@@ -205,14 +205,32 @@ def store(tmp_path_factory):
             {"task": "copy", "cell": "lstm", "_q": lambda lr, s: 0.3 + _noise(s), "_n_params": 24832.0},
             {"task": "copy", "cell": "gru", "_q": lambda lr, s: 0.3 + _noise(s), "_n_params": 18816.0},
             {"task": "copy", "cell": "rnn", "_q": lambda lr, s: 0.95 + _noise(s), "_flow": 1e-6},
+            # The 1997 LSTM, clearly worse than Keras's LSTM (claim i).
+            {"task": "copy", "cell": "lstm", "variant": "lstm1997", "_q": lambda lr, s: 0.8 + _noise(s)},
         ]
-        sweeps["cells"] = make_sweep(client, "cells", cells, reference={"cell": "lstm"}, claims="f,h")
+        keras_lstm = {"cell": "lstm", "variant": "keras"}
+        sweeps["cells"] = make_sweep(client, "cells", cells, reference=keras_lstm, claims="f,h,i")
         yield client, sweeps
         mlflow.set_tracking_uri(None)
 
 
 def _claim(results, claim_id):
     return next(r for r in results if r["id"] == claim_id)
+
+
+def check_html(folder, claim_ids="abcdefghi"):
+    """report.html: self-contained, every PNG embedded once, the claims checklist and the CSV tables."""
+    text = (folder / "report.html").read_text()
+    pngs = list(folder.glob("*.png"))
+    assert pngs and text.count('<img src="data:image/png;base64,') == len(pngs)
+    assert "http://" not in text and "https://" not in text
+    assert "<script" not in text and "<link" not in text
+    claims_html = text[text.index('<section id="claims">') :]
+    for claim_id in claim_ids:
+        assert f'id="claim-{claim_id}"' in claims_html and f"({claim_id})" in claims_html, claim_id
+    assert "Verdict rules" in claims_html and "<strong>Verdict:" in claims_html
+    assert "summary_" in text and "lr_selection.csv" in text and text.count("<table") >= 4
+    return text
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -329,9 +347,11 @@ def test_report_tables_plots_claims_and_artifacts(store, tmp_path):
     assert _claim(result["claims"], "b")["verdict"] == "not tested"
     md = (folder / "claims.md").read_text()
     assert "## Verdict rules" in md and "Holm" in md and "| (a) A forget bias" in md
+    text = check_html(folder)
+    assert "<strong>supported</strong>" in text and "task=copy forget_bias=0" in text
 
     logged = {a.path for a in client.list_artifacts(parent, "report")}
-    assert {"report/claims.md", "report/claims.json", "report/report.md", "report/claim_a.png"} <= logged
+    assert {"report/claims.md", "report/claims.json", "report/report.html", "report/claim_a.png"} <= logged
     assert client.get_run(parent).info.status == "FINISHED"
     assert all(
         r.info.status != "RUNNING" for r in client.search_runs([client.get_run(parent).info.experiment_id])
@@ -349,12 +369,13 @@ def test_claim_a_verdicts(store, tmp_path, study, verdict):
 
 def test_missing_configurations_are_not_tested_with_a_reason(store, tmp_path):
     rep = report.generate(["variants"], tmp_path, log=False, plots=False)
-    for claim_id in "abcdefgh":
+    for claim_id in "abcdefghi":
         result = _claim(rep.claims, claim_id)
         assert result["verdict"] == "not tested", claim_id
         assert result["reason"], claim_id
     assert "forget bias" in _claim(rep.claims, "a")["reason"]
     assert "NFG" in _claim(rep.claims, "b")["reason"]
+    assert "lstm1997" in _claim(rep.claims, "i")["reason"]
     # No is_reference tags: the spec artifact's `reference: {units: 64}` names the reference.
     refs = rep.summary.set_index("config_label")["is_reference"]
     assert refs["task=adding units=64"] and not refs["task=adding units=32"]
@@ -375,6 +396,18 @@ def test_combined_report_uses_every_sweep_and_logs_on_each_parent(store, tmp_pat
     ]  # rnn 1e-6 vs 0.1; fb 0 0.01 vs 0.1
     assert h["verdict"] == "supported" and set(h["sweeps"]) == {"fb_worse", "cells"}
     assert _claim(rep.claims, "a")["verdict"] == "supported"
+    i = _claim(rep.claims, "i")  # lstm1997 0.8 vs keras LSTM 0.3 on copy
+    assert i["verdict"] == "supported" and i["sweeps"] == ["cells"]
+    (row,) = i["parts"][0]["contrasts"]
+    assert (row["a"], row["b"], row["outcome"]) == (
+        "task=copy cell=lstm variant=lstm1997",
+        "task=copy cell=lstm",
+        "for",
+    )
+    assert row["mean_a"] == pytest.approx(0.8) and row["mean_b"] == pytest.approx(0.3)
+    assert row["p_holm"] < 0.05 and row["diff"] > 0
+    text = check_html(rep.folder)
+    assert "claim_i.png" in text and "lstm1997" in text
     for parent in (sweeps["fb_worse"][0], sweeps["cells"][0]):
         assert "report/combined/claims.md" in {
             a.path for a in client.list_artifacts(parent, "report/combined")
