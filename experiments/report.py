@@ -185,8 +185,11 @@ def tidy(raw: pd.DataFrame, sweep: str, study: str) -> pd.DataFrame:
             out[col[8:]] = df[col].astype(float).to_numpy()
     for name, src in ((FLOW, "grad_flow_ratio_init"), (FLOW_FINAL, "grad_flow_ratio_final")):
         values = out[src].to_numpy(dtype=float) if src in out else np.full(len(out), np.nan)
+        # A ratio of exactly 0 is a gradient that underflowed float32: it vanished, so it counts
+        # at the float32 floor (an upper bound on its true size) instead of being dropped.
+        floored = np.where(values == 0, np.finfo(np.float32).smallest_subnormal, values)
         with np.errstate(divide="ignore", invalid="ignore"):
-            out[name] = np.where(values > 0, np.log10(values), np.nan)
+            out[name] = np.where(floored > 0, np.log10(floored), np.nan)
     return out
 
 

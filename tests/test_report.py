@@ -419,3 +419,26 @@ def test_cli_writes_the_report_and_fails_clearly_on_an_unknown_sweep(store, tmp_
     assert (tmp_path / "fb_same" / "claims.md").is_file()
     assert report.main(["--sweep", "nope", "--out", str(tmp_path)]) == 2
     assert "no sweep parent run with study='nope'" in capsys.readouterr().err
+
+
+def test_a_gradient_that_underflowed_to_zero_counts_as_vanished_not_missing():
+    import pandas as pd
+
+    from experiments import report
+
+    raw = pd.DataFrame(
+        {
+            "run_id": ["a", "b"],
+            "status": ["FINISHED", "FINISHED"],
+            "start_time": [1, 2],
+            "tags.trial_key": ["k1", "k2"],
+            "params.task": ["adding", "adding"],
+            "metrics.grad_flow_ratio_init": [0.0, 1e-8],
+            "metrics.grad_flow_ratio_final": [float("nan"), 1e-3],
+        }
+    )
+    tidy = report.tidy(raw, "s", "study")
+    flow = tidy.set_index("run_id")[report.FLOW]
+    assert flow["a"] == pytest.approx(np.log10(np.finfo(np.float32).smallest_subnormal)) and flow["a"] < -44
+    assert flow["b"] == pytest.approx(-8.0)
+    assert np.isnan(tidy.set_index("run_id").loc["a", report.FLOW_FINAL])
