@@ -200,9 +200,8 @@ def validate(config: RunConfig) -> RunConfig:
             raise ConfigError(f"Invalid {name}={getattr(c, name)!r}. Valid choices: an integer >= {minimum}.")
     if c.task == "adding" and c.seq_len < 2:
         raise ConfigError(f"Invalid seq_len={c.seq_len!r} for task='adding'. Valid choices: an integer >= 2.")
-    for name in ("learning_rate",):
-        if not (math.isfinite(getattr(c, name)) and getattr(c, name) > 0):
-            raise ConfigError(f"Invalid {name}={getattr(c, name)!r}. Valid choices: a number > 0.")
+    if not (math.isfinite(c.learning_rate) and c.learning_rate > 0):
+        raise ConfigError(f"Invalid learning_rate={c.learning_rate!r}. Valid choices: a number > 0.")
     if not (math.isfinite(c.clipnorm) and c.clipnorm >= 0):
         raise ConfigError(f"Invalid clipnorm={c.clipnorm!r}. Valid choices: a number >= 0 (0 = no clipping).")
     if c.target != AUTO:

@@ -68,14 +68,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     check_data(config)
     result = train_and_log(config, raw, extra_tags={"reproduces": args.run_id})
-    mismatches = compare(metric_histories(client, args.run_id), metric_histories(client, result["run_id"]))
+    original_histories = metric_histories(client, args.run_id)
+    mismatches = compare(original_histories, metric_histories(client, result["run_id"]))
     with mlflow.start_run(run_id=result["run_id"]):
         mlflow.log_metric("reproduced", float(not mismatches))
         mlflow.set_tag("reproduce_mismatches", ",".join(mismatches) or "none")
     if mismatches:
         print(f"reproduce: MISMATCH in {len(mismatches)} metric(s): {', '.join(mismatches)}")
     else:
-        n = len(metric_histories(client, args.run_id))
+        n = len(original_histories)
         print(f"reproduce: every metric matched ({n} metrics, every step) — run {args.run_id}")
     return 0
 

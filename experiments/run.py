@@ -40,11 +40,10 @@ def parse(argv: list[str] | None) -> tuple[RunConfig, dict[str, str]]:
 
 def check_data(config: RunConfig) -> None:
     """Fetch/verify a known corpus now, before a run or TensorFlow exists."""
-    if config.task not in ("char_lm", "sentiment"):
+    if config.task not in corpora.TASK_CORPORA:
         return
-    corpus = config.corpus
-    if corpus == AUTO:
-        corpus = "tinyshakespeare" if config.task == "char_lm" else "sst2"
+    # auto: the task's default corpus, listed first.
+    corpus = corpora.TASK_CORPORA[config.task][0] if config.corpus == AUTO else config.corpus
     if corpus in corpora.CORPORA:
         try:
             corpora.ensure(corpus, corpora.data_dir(None if config.data_dir == AUTO else config.data_dir))

@@ -117,19 +117,19 @@ def find_parent(client, experiment_id: str, sweep: Sweep, resume: str | None):
     return runs[0] if runs else None
 
 
-def finished_trials(client, experiment_id: str, parent_id: str) -> dict[str, str]:
-    """trial_key → run id of the FINISHED children of a parent."""
+def finished_trials(client, experiment_id: str, parent_id: str) -> dict:
+    """trial_key → the FINISHED child run (with its metrics) of a parent."""
     runs = client.search_runs(
         [experiment_id], f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'FINISHED'"
     )
-    return {r.data.tags["trial_key"]: r.info.run_id for r in runs if "trial_key" in r.data.tags}
+    return {r.data.tags["trial_key"]: r for r in runs if "trial_key" in r.data.tags}
 
 
 def adopt_children(client, experiment_id: str, old_parent: str, new_parent: str) -> int:
     """Move a previous parent's finished children under the current parent (one parent per sweep)."""
     moved = 0
-    for run_id in finished_trials(client, experiment_id, old_parent).values():
-        client.set_tag(run_id, "mlflow.parentRunId", new_parent)
+    for run in finished_trials(client, experiment_id, old_parent).values():
+        client.set_tag(run.info.run_id, "mlflow.parentRunId", new_parent)
         moved += 1
     client.set_tag(old_parent, "superseded_by", new_parent)
     client.delete_run(old_parent)
@@ -203,7 +203,7 @@ def run_sweep(
             f"{len(todo)} to run (parent run {parent_id})",
             flush=True,
         )
-        counts = {"finished": 0, "diverged": 0, "failed": 0, "retried": 0}
+        retried = 0
         if todo:
             ray.init(
                 address=ray_address,
@@ -229,20 +229,17 @@ def run_sweep(
                     outcome = {"status": "FAILED", "error": str(error), "retried": max_retries}
                 done += 1
                 _progress(done, total, start, trial, outcome)
-                counts["retried"] += outcome.get("retried", 0)
+                retried += outcome.get("retried", 0)
                 if outcome["status"] == "FAILED":
-                    counts["failed"] += 1
                     print(f"    error: {outcome['error'][:300]}", flush=True)
         finished = finished_trials(client, experiment_id, parent_id)
-        diverged = sum(
-            1 for run_id in finished.values() if client.get_run(run_id).data.metrics.get("diverged", 0) == 1
-        )
+        diverged = sum(run.data.metrics.get("diverged", 0) == 1 for run in finished.values())
         summary = {
             "trials_total": total,
             "trials_finished": len(finished),
             "trials_diverged": diverged,
             "trials_failed": total - len(finished),
-            "trials_retried": counts["retried"],
+            "trials_retried": retried,
         }
         mlflow.log_metrics(summary)
     print(" ".join(f"{k}={v}" for k, v in summary.items()), flush=True)
@@ -279,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     os.environ.update(ENV)
-    result = run_sweep(
+    run_sweep(
         sweep,
         ray_address=None if args.ray_address == "auto_local" else args.ray_address,
         resume=None if args.resume in ("", "none") else args.resume,
@@ -287,8 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         max_retries=args.max_retries,
         max_concurrent=args.max_concurrent or None,
     )
-    _ = result  # failed trials are an outcome (counted on the parent), not a failed sweep
-    return 0
+    return 0  # failed trials are an outcome (counted on the parent), not a failed sweep
 
 
 if __name__ == "__main__":

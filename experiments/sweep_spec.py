@@ -77,6 +77,14 @@ def _hash(payload) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _check_keys(mapping: dict, valid: set[str], where: str) -> None:
+    unknown = set(mapping) - valid
+    if unknown:
+        raise SpecError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}. Valid keys: {', '.join(sorted(valid))}."
+        )
+
+
 def _strings(mapping: dict, where: str) -> dict[str, str]:
     if not isinstance(mapping, dict):
         raise SpecError(f"{where}: expected a mapping of parameter: value, got {type(mapping).__name__}.")
@@ -129,12 +137,7 @@ def load(path: str | Path, profile: str) -> Sweep:
         raise SpecError(f"{where}: not valid YAML: {error}") from None
     if not isinstance(spec, dict):
         raise SpecError(f"{where}: expected a mapping at the top level.")
-    unknown = set(spec) - TOP_KEYS
-    if unknown:
-        raise SpecError(
-            f"{where}: unknown key(s) {', '.join(sorted(unknown))}. "
-            f"Valid keys: {', '.join(sorted(TOP_KEYS))}."
-        )
+    _check_keys(spec, TOP_KEYS, where)
     if not isinstance(spec.get("study"), str) or not spec["study"]:
         raise SpecError(f"{where}: `study` must be a non-empty string.")
     profiles = spec.get("profiles") or {}
@@ -143,12 +146,7 @@ def load(path: str | Path, profile: str) -> Sweep:
     for name, body in profiles.items():
         if not isinstance(body, dict):
             raise SpecError(f"{where}: profiles.{name}: expected a mapping.")
-        bad = set(body) - PROFILE_KEYS
-        if bad:
-            raise SpecError(
-                f"{where}: profiles.{name}: unknown key(s) {', '.join(sorted(bad))}. "
-                f"Valid keys: {', '.join(sorted(PROFILE_KEYS))}."
-            )
+        _check_keys(body, PROFILE_KEYS, f"{where}: profiles.{name}")
     merged = _merged(spec, profiles[profile])
     claims = tuple(merged.get("claims") or ())
     for claim in claims:
