@@ -77,6 +77,7 @@ class Sweep:
     spec_source: str
     runs: pd.DataFrame  # tidy FINISHED children, one per trial
     statuses: dict = field(default_factory=dict)
+    retried: list[str] = field(default_factory=list)  # FINISHED trials whose first attempt died
 
 
 def resolve_parent(client, ref: str):
@@ -204,6 +205,13 @@ def load_sweep(client, ref: str) -> Sweep:
     spec, source = load_spec(client, parent)
     study = parent.data.tags.get("study") or spec.get("study") or parent.info.run_id[:8]
     statuses = raw["status"].value_counts().to_dict() if len(raw) else {}
+    retried = [
+        f"`{r.get('tags.config_label')} lr={r.get('params.learning_rate')} s{r.get('params.seed')}` "
+        f"on {node if isinstance(node := r.get('tags.ray_node_ip'), str) else 'this machine'} "
+        f"(replaced run {r['tags.retried_from']})"
+        for r in (raw.to_dict("records") if "tags.retried_from" in raw else [])
+        if r["status"] == "FINISHED" and isinstance(r["tags.retried_from"], str) and r["tags.retried_from"]
+    ]
     return Sweep(
         parent_id=parent.info.run_id,
         study=study,
@@ -215,6 +223,7 @@ def load_sweep(client, ref: str) -> Sweep:
         spec_source=source,
         runs=tidy(raw, study, study),
         statuses={str(k): int(v) for k, v in statuses.items()},
+        retried=retried,
     )
 
 
@@ -891,15 +900,18 @@ def _sweep_header(s: Sweep, runs: pd.DataFrame) -> list[str]:
     counts = ", ".join(f"{k} {v}" for k, v in sorted(s.statuses.items())) or "none"
     parent_m = ", ".join(
         f"{k} {s.metrics[k]:.0f}"
-        for k in ("trials_total", "trials_finished", "trials_diverged", "trials_failed")
+        for k in ("trials_total", "trials_finished", "trials_diverged", "trials_failed", "trials_retried")
         if k in s.metrics
     )
+    # A worker or node that died mid-trial: Ray re-ran the trial, its dead attempt's run was deleted.
+    retried = f" Retried after a lost worker or node: {'; '.join(s.retried)}." if s.retried else ""
     return [
         f"## Study `{s.study}`",
         "",
         f"Parent run `{s.parent_id}` (experiment {s.experiment_id}), profile "
         f"`{s.tags.get('sweep_profile', '?')}`, spec {s.spec_source}. Children by status: {counts}; "
-        f"{n_fin} FINISHED trials used. Parent metrics: {parent_m or 'none (sweep still running?)'}.",
+        f"{n_fin} FINISHED trials used. Parent metrics: {parent_m or 'none (sweep still running?)'}."
+        f"{retried}",
         "",
     ]
 

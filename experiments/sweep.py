@@ -75,6 +75,10 @@ def run_trial(trial: Trial, study: str, tracking_uri: str, experiment_id: str, p
         "trial_key": trial.trial_key,
         "is_reference": str(trial.is_reference).lower(),
     }
+    import ray
+
+    if ray.is_initialized():  # the host that ran it: on a cluster, a lost node's trials show up elsewhere
+        tags["ray_node_ip"] = ray.util.get_node_ip_address()
     if stale:
         tags["retried_from"] = ",".join(stale)
     from experiments.config import from_strings
