@@ -96,6 +96,7 @@ def train_and_log(
     *,
     experiment_id: str | None = None,
     parent_run_id: str | None = None,
+    name: str | None = None,
 ) -> dict:
     """Train `config` inside the active (or a new) MLflow run; return the summary and run id.
 
@@ -108,7 +109,7 @@ def train_and_log(
     from experiments.train import Trainer, summary
 
     wall_start = time.perf_counter()
-    name = tracking.run_name(config)
+    name = name or tracking.run_name(config)  # a sweep's trial names what differs from its siblings
     with mlflow.start_run(
         run_name=name, experiment_id=experiment_id, parent_run_id=parent_run_id, tags=extra_tags
     ) as run:

@@ -83,6 +83,7 @@ def run_trial(trial: Trial, study: str, tracking_uri: str, experiment_id: str, p
         tags["retried_from"] = ",".join(stale)
     from experiments.config import from_strings
     from experiments.run import train_and_log
+    from experiments.tracking import run_name
 
     try:
         result = train_and_log(
@@ -91,6 +92,7 @@ def run_trial(trial: Trial, study: str, tracking_uri: str, experiment_id: str, p
             tags,
             experiment_id=experiment_id,
             parent_run_id=parent_id,
+            name=run_name(from_strings(trial.params), trial.varying),
         )
         return {
             "status": "FINISHED",

@@ -20,6 +20,7 @@ training entry point's own validation before anything runs. Pure Python: no Ray,
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -60,6 +61,9 @@ class Trial:
     config_key: str  # hash of the label's parameters
     trial_key: str  # hash of every parameter: identifies the trial across reruns
     is_reference: bool
+    # The parameters that tell it from the other trials of its task in the sweep (and `task` when
+    # there are several): its run name leads with them (tracking.run_name).
+    varying: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,7 @@ def load(path: str | Path, profile: str) -> Sweep:
                 except ConfigError as error:
                     raise SpecError(f"{where}: trial {label} lr={lr} seed={seed}: {error}") from None
                 trials.append(Trial(params, label, _hash(label_params), _hash(params), is_reference))
+    trials = _with_varying(trials)
     keys = [t.trial_key for t in trials]
     if len(set(keys)) != len(keys):
         raise SpecError(
@@ -210,6 +215,20 @@ def load(path: str | Path, profile: str) -> Sweep:
         reference=reference,
         trials=tuple(trials),
     )
+
+
+def _with_varying(trials: list[Trial]) -> list[Trial]:
+    """Set each trial's `varying`: compared within its task, so a task's own parameters (corpus,
+    seq_len) do not count as differences between tasks; the task itself does."""
+    by_task: dict[str, list[Trial]] = {}
+    for trial in trials:
+        by_task.setdefault(trial.params["task"], []).append(trial)
+    varying = {}
+    for task, group in by_task.items():
+        keys = dict.fromkeys(k for t in group for k in t.params)
+        differ = [k for k in keys if len({t.params.get(k, _default(k)) for t in group}) > 1]
+        varying[task] = tuple(["task"] * (len(by_task) > 1) + differ)
+    return [dataclasses.replace(t, varying=varying[t.params["task"]]) for t in trials]
 
 
 def _default(name: str) -> str:

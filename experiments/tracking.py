@@ -49,15 +49,41 @@ def resolved_candidate_activation(config: RunConfig) -> str:
     return "tanh"
 
 
-def run_name(config: RunConfig) -> str:
-    """e.g. `copy-T100 lstm/NFG fb=0 tanh s0`: what differs between runs, readable in a list."""
+# Short names for parameters a run name has no part of its own for (see run_name's `varying`).
+NAME_ALIASES = {"learning_rate": "lr", "output_activation": "out"}
+
+
+def run_name(config: RunConfig, varying: tuple[str, ...] = ()) -> str:
+    """e.g. `copy-T100 lstm/NFG fb=0 tanh s0`: what differs between runs, readable in a list.
+
+    `varying`: the parameters that differ between a sweep's trials. Their parts lead the name
+    (`fb=0 s1 · copy-T5 lstm/keras tanh`), with `key=value` for those the name has no part for
+    (`clipnorm=0`, `lr=0.01`): MLflow's run list shows only the first ~16 characters of a
+    name, and sibling runs that differ only in learning rate or clipping would otherwise share one.
+    """
     fb = resolved_forget_bias(config)
     fb = fb.removesuffix(".0") if fb.replace(".", "", 1).lstrip("-").isdigit() else fb
-    gates = "" if fb == "n/a" else f" fb={fb}"
-    return (
-        f"{config.task}-T{config.seq_len} {config.cell}/{config.variant}{gates} "
-        f"{resolved_candidate_activation(config)} s{config.seed}"
-    )
+    parts = [
+        (("task", "seq_len"), f"{config.task}-T{config.seq_len}"),
+        (("cell", "variant"), f"{config.cell}/{config.variant}"),
+        (("forget_bias",), "" if fb == "n/a" else f"fb={fb}"),
+        (("candidate_activation",), resolved_candidate_activation(config)),
+        (("seed",), f"s{config.seed}"),
+    ]
+    if not varying:
+        return " ".join(text for _, text in parts if text)
+    own = {key for keys, _ in parts for key in keys}
+    extra = [f"{NAME_ALIASES.get(k, k)}={_name_value(getattr(config, k))}" for k in varying if k not in own]
+    lead = [text for keys, text in parts[:-1] if text and set(keys) & set(varying)] + extra
+    lead += [parts[-1][1]] if "seed" in varying else []
+    rest = [text for keys, text in parts if text and not set(keys) & set(varying)]
+    return " · ".join(part for part in (" ".join(lead), " ".join(rest)) if part)
+
+
+def _name_value(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def git_commit() -> tuple[str, bool]:
