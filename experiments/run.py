@@ -3,8 +3,10 @@
     mlflow run . -P task=adding -P variant=NFG -P forget_bias=0
     python -m experiments.run --task copy --seq_len 50
 
-Parameters are checked (and corpora verified) before TensorFlow is imported, so a bad value
-costs a second and leaves no run behind. A diverging run ends FINISHED with diverged=1.
+Parameters are checked (and corpora verified, and a tracking server asked for /health) before
+TensorFlow is imported, so a bad value or a server that is down costs a second (exit 2) and
+leaves no run behind. A diverging run ends FINISHED with diverged=1. A tracking server lost
+mid-run does not stop training: the rest of the run is kept locally (experiments/offline.py).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 import threading
 import time
 
-from experiments import corpora
+from experiments import corpora, offline
 from experiments.config import AUTO, ConfigError, RunConfig, build_parser, from_strings
 
 # Set before TensorFlow and MLflow load (lazily, in train_and_log).
@@ -96,11 +98,14 @@ def train_and_log(
     *,
     experiment_id: str | None = None,
     parent_run_id: str | None = None,
+    run_id: str | None = None,
     name: str | None = None,
 ) -> dict:
     """Train `config` inside the active (or a new) MLflow run; return the summary and run id.
 
-    A sweep passes `experiment_id` and `parent_run_id` to make the run a child of its parent.
+    A sweep passes `experiment_id` and `parent_run_id` to make the run a child of its parent,
+    or `run_id`: a run it made (and claimed) already. If the tracking server is lost mid-run,
+    training goes on, the rest is kept locally and offline.TrackingLostError is raised at the end.
     """
     import mlflow
 
@@ -111,16 +116,21 @@ def train_and_log(
     wall_start = time.perf_counter()
     name = name or tracking.run_name(config)  # a sweep's trial names what differs from its siblings
     with mlflow.start_run(
-        run_name=name, experiment_id=experiment_id, parent_run_id=parent_run_id, tags=extra_tags
+        run_id=run_id,
+        run_name=name,
+        experiment_id=experiment_id,
+        parent_run_id=parent_run_id,
+        tags=extra_tags,
     ) as run:
+        recorder = offline.Recorder(run.info.run_id, mlflow.get_tracking_uri(), run.info.experiment_id)
         try:
-            mlflow.set_tag("mlflow.runName", name)
+            recorder.set_tags({"mlflow.runName": name})
             # Under `mlflow run` the launcher has logged the MLproject's params (shell-quoted);
             # log only what is missing so a value is never "changed".
             logged = mlflow.get_run(run.info.run_id).data.params
-            mlflow.log_params({k: v for k, v in {**config.as_params(), **raw}.items() if k not in logged})
+            recorder.log_params({k: v for k, v in {**config.as_params(), **raw}.items() if k not in logged})
             task = make_task(config)
-            mlflow.set_tags(
+            recorder.set_tags(
                 {**tracking.run_tags(config, task.data_checksum, task.info), **(extra_tags or {})}
             )
             print(f"run {run.info.run_id}  {name}  (baseline {task.baseline_loss:.4f})", flush=True)
@@ -128,15 +138,16 @@ def train_and_log(
             show = _progress(config, task.metric_name, task.baseline_loss, time.perf_counter())
 
             def on_eval(record: dict) -> None:
-                mlflow.log_metrics({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+                recorder.log_metrics({k: v for k, v in record.items() if k != "step"}, step=record["step"])
                 show(record)
 
             with _interrupt_flag() as interrupted:
                 outcome = trainer.run(on_eval, interrupted)
             results = summary(outcome, config, task)
             results["wall_time_s"] = time.perf_counter() - wall_start
-            mlflow.log_metrics(results)
+            recorder.log_metrics(results)
             tracking.log_json(
+                recorder,
                 {
                     "params": config.as_params(),
                     "resolved": {
@@ -151,32 +162,46 @@ def train_and_log(
                 },
                 "config.json",
             )
-            tracking.log_json({"evaluations": outcome.evaluations}, "evaluations.json")
-            tracking.log_figure(plots.learning_curves(outcome.evaluations, task, name), "learning_curves.png")
+            tracking.log_json(recorder, {"evaluations": outcome.evaluations}, "evaluations.json")
             tracking.log_figure(
-                plots.gradient_flow(outcome.flow_start, outcome.flow_end, name), "gradient_flow.png"
+                recorder, plots.learning_curves(outcome.evaluations, task, name), "learning_curves.png"
+            )
+            tracking.log_figure(
+                recorder, plots.gradient_flow(outcome.flow_start, outcome.flow_end, name), "gradient_flow.png"
             )
             if outcome.gate_values:
-                tracking.log_figure(plots.gate_histograms(outcome.gate_values, name), "gate_histograms.png")
+                tracking.log_figure(
+                    recorder, plots.gate_histograms(outcome.gate_values, name), "gate_histograms.png"
+                )
+            model_logged = False
             if config.log_model and not outcome.diverged:
                 import mlflow.keras
                 from mlflow.models import infer_signature
 
                 example = task.valid[0][:2]
-                mlflow.keras.log_model(
-                    trainer.model,
-                    name="model",
-                    signature=infer_signature(example, trainer.predict(example)),
-                    pip_requirements=[
-                        f"{k}=={v}" for k, v in tracking.package_versions().items() if k != "lstm-keras"
-                    ],
+                # Offline, the Keras file is kept instead (replayed as a plain artifact).
+                model_logged = recorder.call(
+                    lambda: mlflow.keras.log_model(
+                        trainer.model,
+                        name="model",
+                        signature=infer_signature(example, trainer.predict(example)),
+                        pip_requirements=[
+                            f"{k}=={v}" for k, v in tracking.package_versions().items() if k != "lstm-keras"
+                        ],
+                    ),
+                    ("model.keras", trainer.model.save),
                 )
-            mlflow.set_tag("model_logged", str(config.log_model and not outcome.diverged).lower())
+            recorder.set_tags({"model_logged": str(model_logged).lower()})
+            recorder.end("FINISHED")
         except KeyboardInterrupt:
-            mlflow.end_run("KILLED")  # interrupted on purpose: not FAILED, never left RUNNING
+            recorder.end("KILLED")  # interrupted on purpose: not FAILED, never left RUNNING
             raise
-        except Exception as error:  # the run ends FAILED (start_run's exit); say why on it
-            mlflow.set_tag("error", f"{type(error).__name__}: {error}"[:5000])
+        except Exception as error:  # the run ends FAILED and says why, here and on the run
+            print(
+                f"error: run {run.info.run_id} ended FAILED: {type(error).__name__}: {error}", file=sys.stderr
+            )
+            recorder.set_tags({"error": f"{type(error).__name__}: {error}"[:5000]})
+            recorder.end("FAILED")
             raise
     verdict = "DIVERGED" if outcome.diverged else ("solved" if results["solved"] else "not solved")
     print(
@@ -185,17 +210,36 @@ def train_and_log(
         f"{results['steps_per_s']:.1f} steps/s, {results['wall_time_s']:.0f}s",
         flush=True,
     )
+    lost = recorder.lost()
+    if lost is not None:
+        raise lost
     return {"run_id": run.info.run_id, **results}
+
+
+def check_tracking() -> None:
+    """The tracking store must be ready now (a server answering): before TensorFlow or a run."""
+    import mlflow
+
+    refusal = offline.check_store(mlflow.get_tracking_uri())
+    if refusal:
+        print(refusal, file=sys.stderr)
+        raise SystemExit(2)
 
 
 def main(argv: list[str] | None = None) -> int:
     config, raw = parse(argv)
     check_data(config)
+    check_tracking()
     try:
         train_and_log(config, raw)
     except corpora.CorpusError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except offline.TrackingLostError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError:  # disk full, read-only artifact store: the one-line error is printed already
+        return 1
     except KeyboardInterrupt:
         print("interrupted: run ended KILLED", file=sys.stderr)
         return 130

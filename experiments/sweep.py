@@ -10,7 +10,9 @@ CPU and `threads_per_trial` TensorFlow threads each, all logging to one tracking
 Resumable: rerunning the same spec and profile (or `resume=<parent run id>`) runs only the
 trials without a FINISHED child; runs left behind by a killed attempt are deleted and the new
 run records them in `retried_from`. A trial that raises ends FAILED with its error; the others
-go on, and the parent counts finished / diverged / failed.
+go on, and the parent counts finished / diverged / failed. The same sweep started twice at once
+shares one parent and the work: each trial is claimed atomically on the parent before it is
+trained (experiments/trial_claims.py), so no configuration runs twice.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from experiments import offline, trial_claims
 from experiments.sweep_spec import SpecError, Sweep, Trial, load
 
 ENV = {
@@ -29,6 +32,8 @@ ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "2",
 }
 CHILD, PARENT = "child", "parent"
+SKIPPED = "SKIPPED_DUPLICATE"  # the trial is done, or under way in a concurrent sweep
+CONVERGE_SETTLE_S = 1.0
 
 
 def absolute_tracking_uri(uri: str) -> str:
@@ -43,8 +48,17 @@ def absolute_tracking_uri(uri: str) -> str:
 # ------------------------------------------------------------------------------ worker side
 
 
-def run_trial(trial: Trial, study: str, tracking_uri: str, experiment_id: str, parent_id: str, threads: int):
-    """Train one trial as a child run; never raises (a failure is returned and logged)."""
+def run_trial(
+    trial: Trial,
+    study: str,
+    tracking_uri: str,
+    experiment_id: str,
+    parent_id: str,
+    threads: int,
+    driver: str = "",
+):
+    """Train one trial as a child run unless another run has it (trial_claims); never raises
+    (a failure is returned and logged). `driver`: the sweep process, trial_claims.process_id()."""
     os.environ.pop("MLFLOW_RUN_ID", None)  # inherited from `mlflow run`: that is the parent
     os.environ.update(ENV)
     import mlflow
@@ -57,16 +71,6 @@ def run_trial(trial: Trial, study: str, tracking_uri: str, experiment_id: str, p
         pass
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient()
-    stale = [
-        r.info.run_id
-        for r in client.search_runs(
-            [experiment_id],
-            f"tags.mlflow.parentRunId = '{parent_id}' and tags.trial_key = '{trial.trial_key}'",
-        )
-        if r.info.status != "FINISHED"
-    ]
-    for run_id in stale:  # an earlier attempt that died (killed sweep, lost node)
-        client.delete_run(run_id)
     tags = {
         "sweep_role": CHILD,
         "study": study,
@@ -79,21 +83,29 @@ def run_trial(trial: Trial, study: str, tracking_uri: str, experiment_id: str, p
 
     if ray.is_initialized():  # the host that ran it: on a cluster, a lost node's trials show up elsewhere
         tags["ray_node_ip"] = ray.util.get_node_ip_address()
-    if stale:
-        tags["retried_from"] = ",".join(stale)
+    from experiments import trial_claims
     from experiments.config import from_strings
     from experiments.run import train_and_log
     from experiments.tracking import run_name
 
+    config = from_strings(trial.params)
+    run_id = client.create_run(
+        experiment_id,
+        run_name=run_name(config, trial.varying),
+        tags={**tags, "mlflow.parentRunId": parent_id, **trial_claims.holder_tags(driver)},
+    ).info.run_id
+    # Earlier attempts that died (killed sweep, lost node) are deleted; a concurrent sweep's is not.
+    taken, stale = trial_claims.claim(client, experiment_id, parent_id, trial.trial_key, run_id, driver)
+    if taken:
+        client.delete_run(run_id)
+        return {"status": SKIPPED, "reason": taken, "retried": 0}
+    if stale:
+        tags["retried_from"] = ",".join(stale)
     try:
-        result = train_and_log(
-            from_strings(trial.params),
-            trial.params,
-            tags,
-            experiment_id=experiment_id,
-            parent_run_id=parent_id,
-            name=run_name(from_strings(trial.params), trial.varying),
-        )
+        with trial_claims.heartbeat(client, run_id):
+            result = train_and_log(
+                config, trial.params, tags, run_id=run_id, name=run_name(config, trial.varying)
+            )
         return {
             "status": "FINISHED",
             "diverged": bool(result["diverged"]),
@@ -111,16 +123,30 @@ def run_trial(trial: Trial, study: str, tracking_uri: str, experiment_id: str, p
 
 
 def find_parent(client, experiment_id: str, sweep: Sweep, resume: str | None):
-    """The parent run to continue: `resume`, else the latest one with this spec hash and profile."""
+    """The parent run to continue: `resume`, else the earliest one with this spec hash and profile
+    (normally the only one; of several started at once, the one all of them settle on)."""
     if resume:
         return client.get_run(resume)
     runs = client.search_runs(
-        [experiment_id],
-        f"tags.sweep_role = '{PARENT}' and tags.sweep_spec_hash = '{sweep.spec_hash}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
+        [experiment_id], f"tags.sweep_role = '{PARENT}' and tags.sweep_spec_hash = '{sweep.spec_hash}'"
     )
-    return runs[0] if runs else None
+    return min(runs, key=lambda r: (r.info.start_time, r.info.run_id), default=None)
+
+
+def new_parent(client, experiment_id: str, sweep: Sweep, tags: dict[str, str]) -> str:
+    """Make the sweep's parent run, or join the one of the same sweep started at the same time."""
+    own = client.create_run(
+        experiment_id, run_name=f"sweep {sweep.study} ({sweep.profile})", tags=tags
+    ).info.run_id  # tagged at creation: a concurrent start finds it at once
+    # A rival's create_run may be in flight with an earlier start_time: let it land, then all
+    # starts see the same parents and keep the earliest.
+    time.sleep(CONVERGE_SETTLE_S)
+    earliest = find_parent(client, experiment_id, sweep, None).info.run_id
+    if earliest != own:
+        client.set_tag(own, "superseded_by", earliest)
+        client.delete_run(own)
+        print(f"joining sweep {earliest}, started at the same time", flush=True)
+    return earliest
 
 
 def finished_trials(client, experiment_id: str, parent_id: str) -> dict:
@@ -150,6 +176,8 @@ def _progress(done: int, total: int, start: float, trial: Trial, outcome: dict) 
         if outcome["status"] != "FINISHED"
         else ("diverged" if outcome["diverged"] else ("solved" if outcome["solved"] else "finished"))
     )
+    if outcome["status"] == SKIPPED:
+        what = f"skipped, {outcome['reason']} in another run of this sweep"
     lr, seed = trial.params["learning_rate"], trial.params["seed"]
     print(
         f"[{done}/{total}] {trial.config_label} lr={lr} s{seed}: {what}"
@@ -184,22 +212,23 @@ def run_sweep(
     if previous is not None and previous.info.run_id != launched and launched:
         moved = adopt_children(client, experiment_id, previous.info.run_id, launched)
         print(f"resuming sweep {previous.info.run_id}: {moved} finished trials adopted", flush=True)
+    parent_tags = {
+        "sweep_role": PARENT,
+        "study": sweep.study,
+        "sweep_spec": sweep.path,
+        "sweep_spec_hash": sweep.spec_hash,
+        "sweep_profile": sweep.profile,
+        "claims": ",".join(sweep.claims),
+        "reference": " ".join(f"{k}={v}" for k, v in sweep.reference.items()),
+    }
     parent_id = launched or (previous.info.run_id if previous is not None else None)
+    if parent_id is None:
+        parent_id = new_parent(client, experiment_id, sweep, parent_tags)
     with mlflow.start_run(
         run_id=parent_id, experiment_id=experiment_id, run_name=f"sweep {sweep.study} ({sweep.profile})"
     ) as parent:
         parent_id = parent.info.run_id
-        mlflow.set_tags(
-            {
-                "sweep_role": PARENT,
-                "study": sweep.study,
-                "sweep_spec": sweep.path,
-                "sweep_spec_hash": sweep.spec_hash,
-                "sweep_profile": sweep.profile,
-                "claims": ",".join(sweep.claims),
-                "reference": " ".join(f"{k}={v}" for k, v in sweep.reference.items()),
-            }
-        )
+        mlflow.set_tags(parent_tags)
         mlflow.log_artifact(sweep.path)
         done_keys = finished_trials(client, experiment_id, parent_id)
         todo = [t for t in sweep.trials if t.trial_key not in done_keys]
@@ -209,7 +238,7 @@ def run_sweep(
             f"{len(todo)} to run (parent run {parent_id})",
             flush=True,
         )
-        retried = 0
+        retried, elsewhere = 0, set()
         if todo:
             ray.init(
                 address=ray_address,
@@ -221,8 +250,9 @@ def run_sweep(
                 ignore_reinit_error=True,
             )
             remote = ray.remote(num_cpus=threads, max_retries=max_retries)(run_trial)
+            driver = trial_claims.process_id()
             pending = {
-                remote.remote(t, sweep.study, tracking_uri, experiment_id, parent_id, threads): t
+                remote.remote(t, sweep.study, tracking_uri, experiment_id, parent_id, threads, driver): t
                 for t in todo
             }
             start, done = time.perf_counter(), total - len(todo)
@@ -236,15 +266,20 @@ def run_sweep(
                 done += 1
                 _progress(done, total, start, trial, outcome)
                 retried += outcome.get("retried", 0)
+                if outcome["status"] == SKIPPED and outcome["reason"] == trial_claims.RUNNING:
+                    elsewhere.add(trial.trial_key)
                 if outcome["status"] == "FAILED":
                     print(f"    error: {outcome['error'][:300]}", flush=True)
         finished = finished_trials(client, experiment_id, parent_id)
         diverged = sum(run.data.metrics.get("diverged", 0) == 1 for run in finished.values())
+        elsewhere -= set(finished)
+        if elsewhere:  # not failed: the concurrent sweep running them logs the final counts
+            print(f"{len(elsewhere)} trials still running in another run of this sweep", flush=True)
         summary = {
             "trials_total": total,
             "trials_finished": len(finished),
             "trials_diverged": diverged,
-            "trials_failed": total - len(finished),
+            "trials_failed": total - len(finished) - len(elsewhere),
             "trials_retried": retried,
         }
         mlflow.log_metrics(summary)
@@ -282,6 +317,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     os.environ.update(ENV)
+    import mlflow
+
+    refusal = offline.check_store(mlflow.get_tracking_uri())
+    if refusal:  # before Ray starts or a parent run exists
+        print(refusal, file=sys.stderr)
+        return 2
     run_sweep(
         sweep,
         ray_address=None if args.ray_address == "auto_local" else args.ray_address,

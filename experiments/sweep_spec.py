@@ -105,11 +105,14 @@ def _text(value) -> str:
 
 
 def _list(value, where: str, *, kind=None) -> list:
+    name = kind.__name__ if isinstance(kind, type) else "numbers"
+    valid = f"Valid choices: a non-empty list of {'integers' if kind is int else name if kind else 'values'}."
     if not isinstance(value, list) or not value:
-        raise SpecError(f"{where}: expected a non-empty list, got {value!r}.")
-    if kind is not None and not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
+        raise SpecError(f"{where}: expected a non-empty list, got {value!r}. {valid}")
+    bad = [v for v in value if kind is not None and (not isinstance(v, kind) or isinstance(v, bool))]
+    if bad:
         raise SpecError(
-            f"{where}: expected a list of {kind.__name__ if isinstance(kind, type) else 'numbers'}."
+            f"{where}: expected a list of {name}, got {bad[0]!r} ({type(bad[0]).__name__}). {valid}"
         )
     return value
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import subprocess
-import tempfile
 from pathlib import Path
-
-import mlflow
+from typing import TYPE_CHECKING
 
 from experiments.config import AUTO, RunConfig, variant_specs
+
+if TYPE_CHECKING:
+    from experiments.offline import Recorder
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = (
@@ -131,15 +132,13 @@ def run_tags(config: RunConfig, data_checksum: str, info: dict[str, str]) -> dic
     return tags
 
 
-def log_figure(fig, name: str) -> None:
+def log_figure(recorder: Recorder, fig, name: str) -> None:
     import matplotlib.pyplot as plt
 
-    mlflow.log_figure(fig, name)
+    recorder.log_artifact(name, fig.savefig)
     plt.close(fig)
 
 
-def log_json(payload: dict, name: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
-        mlflow.log_artifact(str(path))
+def log_json(recorder: Recorder, payload: dict, name: str) -> None:
+    text = json.dumps(payload, indent=2, sort_keys=True, default=str)
+    recorder.log_artifact(name, lambda path: path.write_text(text))

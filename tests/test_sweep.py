@@ -68,10 +68,7 @@ def test_expansion_crosses_tasks_configs_grid_learning_rates_and_seeds(tmp_path)
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"colour": "red"}, "unknown key(s) colour"),
-        ({"seeds": ["zero"]}, "seeds: expected a list of int"),
         ({"seeds": []}, "seeds: expected a non-empty list"),
-        ({"grid": {"forget_bias": []}}, "grid.forget_bias: expected a non-empty list"),
         ({"grid": {"forgetbias": ["0"]}}, "unknown parameter 'forgetbias'"),
         ({"base": {"variant": "bogus", **TINY}}, "Invalid variant='bogus'"),
         ({"base": ["steps", 4]}, "base: expected a mapping"),
@@ -86,19 +83,6 @@ def test_a_bad_spec_is_refused_naming_the_key_before_anything_runs(tmp_path, cha
     with pytest.raises(SpecError) as error:
         load(_write(tmp_path, _spec(**changes)), "quick")
     assert message in str(error.value) and "spec.yaml" in str(error.value)
-
-
-def test_the_sweep_cli_exits_2_on_a_bad_spec_without_starting_ray(tmp_path):
-    path = _write(tmp_path, _spec(grid={"forget_bias": []}))
-    done = subprocess.run(
-        [sys.executable, "-m", "experiments.sweep", "--spec", str(path)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"},
-    )
-    assert done.returncode == 2 and "grid.forget_bias" in done.stderr
-    assert not (tmp_path / "m.db").exists()
 
 
 def _children(uri, parent_id):
