@@ -68,7 +68,8 @@ def build_model(shape: Shape, recurrent_layer):
 
 
 def contenders(shape: Shape, variants: list[str]) -> dict:
-    """name → (reference name, layer factory). Our layers are compared with their built-in."""
+    """name → (reference name, layer factory). Our layers (default engine, and `-plain`:
+    engine="keras", i.e. keras.layers.RNN) are compared with their built-in; variants with ours."""
     import keras
 
     import lstm_keras as lk
@@ -77,8 +78,10 @@ def contenders(shape: Shape, variants: list[str]) -> dict:
     out = {
         "keras.LSTM": ("keras.LSTM", lambda: keras.layers.LSTM(shape.units, return_sequences=seq)),
         "LSTM": ("keras.LSTM", lambda: lk.LSTM(shape.units, return_sequences=seq)),
+        "LSTM-plain": ("keras.LSTM", lambda: lk.LSTM(shape.units, return_sequences=seq, engine="keras")),
         "keras.GRU": ("keras.GRU", lambda: keras.layers.GRU(shape.units, return_sequences=seq)),
         "GRU": ("keras.GRU", lambda: lk.GRU(shape.units, return_sequences=seq)),
+        "GRU-plain": ("keras.GRU", lambda: lk.GRU(shape.units, return_sequences=seq, engine="keras")),
     }
     for v in variants:
         if v in lk.LSTM_VARIANTS:
@@ -92,6 +95,45 @@ def contenders(shape: Shape, variants: list[str]) -> dict:
     return out
 
 
+GATES = {"LSTM": 4, "GRU": 3}  # weight blocks per step: i, f, c, o / z, r, h
+
+
+def recurrent_flops(shape: Shape, kind: str) -> float:
+    """GEMM FLOPs of one training step of the recurrent layer: the forward products
+    [x_t, h_{t-1}] @ [W; R] and, backwards, twice as many (gradients of inputs and weights)."""
+    width = (shape.embedding or shape.features) + shape.units
+    return 3 * 2 * shape.batch * shape.seq_len * width * GATES[kind] * shape.units
+
+
+def gemm_probe(shape: Shape, kind: str, repeats: int = 50):
+    """A function that runs the per-step product (batch, in + units) @ (in + units, gates·units)
+    `repeats` times in one tf.function — this CPU's peak at the shape the cells use — and its FLOPs."""
+    import tensorflow as tf
+
+    width = (shape.embedding or shape.features) + shape.units
+    a = tf.random.normal((shape.batch, width))
+    b = tf.random.normal((width, GATES[kind] * shape.units))
+
+    @tf.function
+    def products():
+        acc = tf.zeros((shape.batch, GATES[kind] * shape.units))
+        for _ in tf.range(repeats):
+            acc += tf.matmul(a, b)
+        return acc
+
+    return products, repeats * 2 * shape.batch * width * GATES[kind] * shape.units
+
+
+def _kind(name: str) -> str | None:
+    """LSTM / GRU for the full-gate layers (ours and the built-ins); None for ablated variants."""
+    if "/" in name:
+        return None
+    for kind in GATES:
+        if name.removeprefix("keras.").startswith(kind):
+            return kind
+    return None
+
+
 def run_shape(shape: Shape, variants: list[str], rounds: int, steps: int, seed: int = 0) -> list[dict]:
     import keras
     import numpy as np
@@ -101,39 +143,60 @@ def run_shape(shape: Shape, variants: list[str], rounds: int, steps: int, seed: 
     x, y = _batch(shape, rng)
     entries = contenders(shape, variants)
     models = {name: build_model(shape, factory()) for name, (_, factory) in entries.items()}
-    for model in models.values():  # compile the train step and warm the caches
+    jobs = {name: (lambda m=model: m.train_on_batch(x, y)) for name, model in models.items()}
+    # The per-step GEMM peak is timed in the same rounds, so the same noise hits it.
+    probes = {f"gemm.{kind}": gemm_probe(shape, kind) for kind in GATES}
+    jobs.update({name: fn for name, (fn, _) in probes.items()})
+    for job in jobs.values():  # compile the train step and warm the caches
         for _ in range(3):
-            model.train_on_batch(x, y)
-    rates: dict[str, list[float]] = {name: [] for name in models}
-    names = list(models)
+            job()
+    rates: dict[str, list[float]] = {name: [] for name in jobs}
+    names = list(jobs)
     for k in range(rounds):
         # Rotate the order each round so that no contender always runs first (or last).
         for name in names[k % len(names) :] + names[: k % len(names)]:
-            model = models[name]
             start = time.perf_counter()
             for _ in range(steps):
-                model.train_on_batch(x, y)
+                jobs[name]()
             rates[name].append(steps / (time.perf_counter() - start))
     medians = {name: statistics.median(r) for name, r in rates.items()}
-    return [
-        {
-            "shape": shape.name,
-            "layer": name,
-            "reference": ref,
-            "steps_per_s": medians[name],
-            "ratio": medians[name] / medians[ref],
-            "params": models[name].count_params(),
-        }
-        for name, (ref, _) in entries.items()
-    ]
+    peak = {kind: medians[f"gemm.{kind}"] * probes[f"gemm.{kind}"][1] for kind in GATES}
+    rows = []
+    for name, (ref, _) in entries.items():
+        kind = _kind(name)
+        rows.append(
+            {
+                "shape": shape.name,
+                "layer": name,
+                "reference": ref,
+                "steps_per_s": medians[name],
+                "ratio": medians[name] / medians[ref],
+                "params": models[name].count_params(),
+                # Share of the per-step GEMM peak the whole training step reaches on the
+                # recurrent products alone (embedding, head and optimizer not counted).
+                "gemm_share": medians[name] * recurrent_flops(shape, kind) / peak[kind] if kind else None,
+                "gemm_peak_gflops": peak[kind] / 1e9 if kind else None,
+            }
+        )
+    return rows
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = [f"{'shape':8} {'layer':14} {'steps/s':>8} {'ratio':>6}  vs {'':12} params"]
+    lines = [f"{'shape':8} {'layer':14} {'steps/s':>8} {'ratio':>6}  vs {'':12} {'params':>8} gemm%"]
     for r in rows:
+        share = f"{100 * r['gemm_share']:5.0f}" if r.get("gemm_share") else ""
         lines.append(
             f"{r['shape']:8} {r['layer']:14} {r['steps_per_s']:8.2f} {r['ratio']:6.2f}  vs "
-            f"{r['reference']:12} {r['params']}"
+            f"{r['reference']:12} {r['params']:8d} {share}"
+        )
+    peaks = {
+        r["layer"].removeprefix("keras."): r["gemm_peak_gflops"] for r in rows if r.get("gemm_peak_gflops")
+    }
+    if peaks:
+        lines.append(
+            "gemm% = recurrent GEMM FLOP/s of a training step / this CPU's per-step GEMM peak ("
+            + ", ".join(f"{k}: {v:.0f} GFLOP/s" for k, v in peaks.items() if k in GATES)
+            + ")"
         )
     return "\n".join(lines)
 
@@ -165,6 +228,8 @@ def log_to_mlflow(rows: list[dict], args: argparse.Namespace) -> str:
         for r in rows:
             key = f"{r['shape']}.{r['layer']}"
             mlflow.log_metrics({f"steps_per_s.{key}": r["steps_per_s"], f"ratio.{key}": r["ratio"]})
+            if r.get("gemm_share"):
+                mlflow.log_metric(f"gemm_share.{key}", r["gemm_share"])
         mlflow.log_text(format_table(rows), "benchmark.txt")
     return run.info.run_id
 

@@ -28,6 +28,12 @@ def validate_rate(name: str, value) -> float:
     return float(value)
 
 
+def validate_choice(name: str, value, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"Invalid {name}={value!r}. Valid choices: {', '.join(map(repr, choices))}.")
+    return value
+
+
 class GatedCell(keras.layers.Layer, DropoutRNNCell):
     """Base class: stores and serialises the arguments every Keras recurrent cell takes.
 

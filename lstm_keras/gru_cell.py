@@ -150,17 +150,23 @@ class GRUCell(GatedCell):
             return ops.stack(rows)
         return rows[0]
 
-    def _biases(self):
-        if self.bias is None:
+    def _biases(self, bias=None):
+        """(input bias, recurrent bias) of `bias` (default: this cell's variable)."""
+        bias = self.bias if bias is None else bias
+        if bias is None:
             return None, None
         if self.variant.reset_after:
-            return self.bias[0], self.bias[1]
-        return self.bias, None
+            return bias[0], bias[1]
+        return bias, None
 
-    def project_inputs(self, x):
+    def step_weights(self) -> dict:
+        """The weights `project_inputs` and `recurrent_step` read (the lean engine passes them read once)."""
+        return {"kernel": self.kernel, "recurrent_kernel": self.recurrent_kernel, "bias": self.bias}
+
+    def project_inputs(self, x, weights: dict | None = None):
         """Input terms of every slot (W x, x or tanh(x)) plus input biases, concatenated."""
-        v = self.variant
-        dense = ops.matmul(x, self.kernel) if self.kernel is not None else None
+        v, w = self.variant, weights or self.step_weights()
+        dense = ops.matmul(x, w["kernel"]) if w["kernel"] is not None else None
         if len(self.dense_in) == len(v.slots):
             z = dense
         else:
@@ -171,25 +177,28 @@ class GRUCell(GatedCell):
                 {s: x if v.input_term(s) == IDENTITY else ops.tanh(x) for s in v.slots if s not in by_slot}
             )
             z = ops.concatenate([by_slot[s] for s in v.slots], axis=-1)
-        input_bias, _ = self._biases()
+        input_bias, _ = self._biases(w["bias"])
         return z if input_bias is None else z + input_bias
 
-    def recurrent_step(self, x_proj, states, training=False):
-        """One step from projected inputs. Returns (h, new_states, gates)."""
+    def recurrent_step(self, x_proj, states, training=False, weights: dict | None = None):
+        """One step from projected inputs. Returns (h, new_states, gates).
+
+        `weights`: `step_weights()` as tensors; default: read this cell's variables."""
+        w = weights or self.step_weights()
         v, u = self.variant, self.units
         h_prev = states[0] if isinstance(states, (list, tuple)) else states
         h_rec = self._drop_recurrent(h_prev, training)
         x = dict(zip(v.slots, ops.split(x_proj, len(v.slots), axis=-1)))
 
         n_fused = len(self.fused_rec) * u
-        if n_fused == self.recurrent_kernel.shape[1]:
-            R_fused, R_rest = self.recurrent_kernel, None
+        if n_fused == w["recurrent_kernel"].shape[1]:
+            R_fused, R_rest = w["recurrent_kernel"], None
         else:
-            R_fused, R_rest = ops.split(self.recurrent_kernel, [n_fused], axis=1)
+            R_fused, R_rest = ops.split(w["recurrent_kernel"], [n_fused], axis=1)
         rec = {}
         if self.fused_rec:
             fused = ops.matmul(h_rec, R_fused)
-            _, recurrent_bias = self._biases()
+            _, recurrent_bias = self._biases(w["bias"])
             if recurrent_bias is not None:
                 fused = fused + recurrent_bias
             rec.update(zip(self.fused_rec, ops.split(fused, len(self.fused_rec), axis=-1)))

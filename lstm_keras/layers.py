@@ -1,20 +1,25 @@
-"""LSTM and GRU sequence layers: `keras.layers.RNN` over our cells.
+"""LSTM and GRU sequence layers: `keras.layers.RNN` over our cells, or the lean TF engine.
 
 Measured on the 2-core CPU (experiments.benchmark, copy shape): hoisting the input projection
 W x + b out of the time loop made training *slower* (0.65x the built-in, against 0.95x for the
 plain per-step cell), because the loop then carries a (T, B, 4·units) tensor and its gradient
-instead of (T, B, features). So the layers run the cell step by step, as Keras does.
+instead of (T, B, features). So the layers run the cell step by step, as Keras does; on the
+TensorFlow backend, in their own `tf.while_loop` (lstm_keras/tf_engine.py) wherever it applies.
 """
 
 from __future__ import annotations
 
 import keras
 
+from lstm_keras.base_cell import validate_choice
 from lstm_keras.gru_cell import GRUCell
 from lstm_keras.lstm_cell import LSTMCell
 
 # Arguments that belong to the layer itself; everything else configures the cell.
 _LAYER_KWARGS = {"name", "dtype", "trainable", "autocast", "input_shape", "batch_size", "input_dim"}
+ENGINES = ("auto", "keras", "tf_while")
+# Cell steps written out per iteration of the lean engine's loop (measured: experiments.benchmark).
+STEPS_PER_ITERATION = 4
 
 
 class _GatedRNN(keras.layers.RNN):
@@ -32,8 +37,10 @@ class _GatedRNN(keras.layers.RNN):
         zero_output_for_mask: bool = False,
         activity_regularizer=None,
         use_cudnn="auto",
+        engine: str = "auto",
         **kwargs,
     ):
+        self.engine = validate_choice("engine", engine, ENGINES)
         if use_cudnn not in ("auto", False):
             raise ValueError(
                 f"Invalid use_cudnn={use_cudnn!r}. Valid choices: 'auto', False "
@@ -69,7 +76,21 @@ class _GatedRNN(keras.layers.RNN):
     def variant(self) -> str:
         return self.cell.variant.name
 
+    def lean_engine_reason(self, mask=None, training=False) -> str | None:
+        """Why this call runs on `keras.layers.RNN` rather than the lean engine (None: it doesn't)."""
+        if self.engine == "keras":
+            return "engine='keras'"
+        if keras.backend.backend() != "tensorflow":
+            return f"the {keras.backend.backend()} backend"
+        from lstm_keras import tf_engine
+
+        return tf_engine.unsupported_reason(self, mask, training)
+
     def call(self, sequences, initial_state=None, mask=None, training=False):
+        if self.lean_engine_reason(mask, training) is None:
+            from lstm_keras import tf_engine
+
+            return tf_engine.run(self, sequences, initial_state, training, STEPS_PER_ITERATION)
         return super().call(sequences, mask=mask, training=training, initial_state=initial_state)
 
     def get_config(self):
@@ -78,6 +99,7 @@ class _GatedRNN(keras.layers.RNN):
         for key in ("name", "trainable", "dtype"):
             cell_config.pop(key, None)
         config["use_cudnn"] = self.use_cudnn
+        config["engine"] = self.engine
         return {**config, **cell_config}
 
     @classmethod
@@ -98,6 +120,10 @@ class LSTM(_GatedRNN):
         return_sequences, return_state, go_backwards, stateful, unroll, zero_output_for_mask,
         activity_regularizer: as in `keras.layers.RNN`.
         use_cudnn: `"auto"` or `False`, accepted for compatibility with `keras.layers.LSTM`.
+        engine: `"auto"` (default): the lean `tf.while_loop` engine on the TensorFlow backend
+            where it applies (no mask, not stateful, no unroll, no dropout in training), else
+            `keras.layers.RNN`; `"tf_while"`: the same (a preference, with the same fallback);
+            `"keras"`: always `keras.layers.RNN`. Outputs and gradients do not depend on it.
 
     Call arguments:
         sequences: A 3D tensor `(batch, timesteps, features)`.
@@ -127,6 +153,10 @@ class GRU(_GatedRNN):
         return_sequences, return_state, go_backwards, stateful, unroll, zero_output_for_mask,
         activity_regularizer: as in `keras.layers.RNN`.
         use_cudnn: `"auto"` or `False`, accepted for compatibility with `keras.layers.GRU`.
+        engine: `"auto"` (default): the lean `tf.while_loop` engine on the TensorFlow backend
+            where it applies (no mask, not stateful, no unroll, no dropout in training), else
+            `keras.layers.RNN`; `"tf_while"`: the same (a preference, with the same fallback);
+            `"keras"`: always `keras.layers.RNN`. Outputs and gradients do not depend on it.
 
     Call arguments:
         sequences: A 3D tensor `(batch, timesteps, features)`.

@@ -190,39 +190,54 @@ class LSTMCell(GatedCell):
                 parts["i"] = -b_f  # f = 1 − σ(a) = σ(−a): the forget gate's bias is −b_i
         return ops.concatenate([parts[s] for s in slots])
 
-    def project_inputs(self, x):
+    def project_inputs(self, x, weights: dict | None = None):
         """W x + b for one step (B, F) or a whole sequence (B, T, F)."""
-        z = ops.matmul(x, self.kernel)
-        return z if self.bias is None else z + self.bias
+        w = weights or self.step_weights()
+        z = ops.matmul(x, w["kernel"])
+        return z if w["bias"] is None else z + w["bias"]
 
-    def _gate(self, name: str, pre: dict, c):
+    def step_weights(self) -> dict:
+        """The weights `project_inputs` and `recurrent_step` read (the lean engine passes them read once)."""
+        return {
+            "kernel": self.kernel,
+            "bias": self.bias,
+            "recurrent_kernel": self.recurrent_kernel,
+            "peephole": self.peephole,
+            "gate_recurrent_kernel": self.gate_recurrent_kernel,
+        }
+
+    def _gate(self, name: str, pre: dict, c, peephole: dict):
         """σ(pre + p ⊙ c) for a learned gate; None (≡ 1) for a removed one."""
         if self.variant.gates[name] != LEARNED:
             return None
-        a = pre[name] + self.peephole[name] * c if name in self.peephole else pre[name]
+        a = pre[name] + peephole[name] * c if name in peephole else pre[name]
         return self.gate_activation(a)
 
-    def recurrent_step(self, x_proj, states, training=False):
-        """One step from projected inputs. Returns (h, new_states, gates)."""
+    def recurrent_step(self, x_proj, states, training=False, weights: dict | None = None):
+        """One step from projected inputs. Returns (h, new_states, gates).
+
+        `weights`: `step_weights()` as tensors; default: read this cell's variables."""
+        w = weights or self.step_weights()
         h_prev, c_prev = states[0], states[1]
-        z = x_proj + ops.matmul(self._drop_recurrent(h_prev, training), self.recurrent_kernel)
+        z = x_proj + ops.matmul(self._drop_recurrent(h_prev, training), w["recurrent_kernel"])
         slots = self.variant.slots
         pre = dict(zip(slots, ops.split(z, len(slots), axis=-1)))
-        if self.gate_recurrent_kernel is not None:
-            from_gates = ops.matmul(states[2], self.gate_recurrent_kernel)
+        if w["gate_recurrent_kernel"] is not None:
+            from_gates = ops.matmul(states[2], w["gate_recurrent_kernel"])
             for g, term in zip(self.learned_gates, ops.split(from_gates, len(self.learned_gates), -1)):
                 pre[g] = pre[g] + term
 
-        i = self._gate("i", pre, c_prev)
-        f = 1.0 - i if self.variant.forget_gate == COUPLED else self._gate("f", pre, c_prev)
+        p = w["peephole"]
+        i = self._gate("i", pre, c_prev, p)
+        f = 1.0 - i if self.variant.forget_gate == COUPLED else self._gate("f", pre, c_prev, p)
         g = self.candidate_activation(pre["c"])
         c = times(f, c_prev) + times(i, g)
-        o = self._gate("o", pre, c)
+        o = self._gate("o", pre, c, p)
         h = times(o, self.output_activation(c))
 
         gates = {"i": i, "f": f, "g": g, "o": o}
         new_states = [h, c]
-        if self.gate_recurrent_kernel is not None:
+        if w["gate_recurrent_kernel"] is not None:
             new_states.append(ops.concatenate([gates[n] for n in self.learned_gates], axis=-1))
         return h, new_states, gates
 

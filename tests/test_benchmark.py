@@ -10,7 +10,16 @@ def test_benchmark_reports_each_contender_against_its_builtin():
     tiny = benchmark.Shape("tiny", batch=4, seq_len=5, features=3, units=4, outputs=2)
     rows = benchmark.run_shape(tiny, variants=["NFG", "cho2014"], rounds=1, steps=1)
     by_layer = {r["layer"]: r for r in rows}
-    assert set(by_layer) == {"keras.LSTM", "LSTM", "keras.GRU", "GRU", "LSTM/NFG", "GRU/cho2014"}
+    assert set(by_layer) == {
+        "keras.LSTM",
+        "LSTM",
+        "LSTM-plain",
+        "keras.GRU",
+        "GRU",
+        "GRU-plain",
+        "LSTM/NFG",
+        "GRU/cho2014",
+    }
     assert by_layer["keras.LSTM"]["ratio"] == 1.0
     assert by_layer["LSTM"]["reference"] == "keras.LSTM"
     assert by_layer["LSTM/NFG"]["reference"] == "LSTM"

@@ -2,9 +2,11 @@
 isolates a failing trial, and resumes without running a finished configuration twice."""
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -177,16 +179,19 @@ def test_a_sweep_killed_with_sigkill_and_rerun_ends_with_every_trial_exactly_onc
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    client = mlflow.MlflowClient(uri)
-    deadline = time.time() + 240
-    finished_before_kill = 0
-    while time.time() < deadline and not finished_before_kill:
-        time.sleep(1)
-        if not (tmp_path / "mlflow.db").exists():
+    # Wait for the first finished trial on the sweep's own progress lines: polling the store
+    # while the sweep creates it would race its table creation.
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in sweep.stdout], daemon=True).start()
+    deadline, output, finished_before_kill = time.time() + 420, [], 0
+    while time.time() < deadline and not finished_before_kill and sweep.poll() is None:
+        try:
+            output.append(lines.get(timeout=1).decode(errors="replace"))
+        except queue.Empty:
             continue
-        runs = client.search_runs(["0"], "tags.sweep_role = 'child'")
-        finished_before_kill = sum(r.info.status == "FINISHED" for r in runs)
-    assert finished_before_kill, "no trial finished before the deadline"
+        finished_before_kill = output[-1].startswith("[1/")
+    client = mlflow.MlflowClient(uri)
+    assert finished_before_kill, "no trial finished before the deadline:\n" + "".join(output)[-3000:]
     os.killpg(sweep.pid, signal.SIGKILL)  # the driver, no clean-up
     sweep.wait()
     _kill_marked(env["SWEEP_TEST_MARKER"])  # and its Ray processes (not other sweeps on this machine)
