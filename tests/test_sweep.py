@@ -209,3 +209,34 @@ def test_a_sweep_killed_with_sigkill_and_rerun_ends_with_every_trial_exactly_onc
         t.trial_key for t in load(path, "quick").trials
     )
     assert all(c.info.status == "FINISHED" for c in children)  # stale RUNNING attempts were replaced
+
+
+@pytest.mark.tf_only
+def test_mlflow_run_sweep_entry_point_makes_the_launcher_run_the_parent_and_resumes_into_it(tmp_path):
+    """`mlflow run . -e sweep`: the run MLflow opens for the entry point is the sweep's parent;
+    a second launch adopts the first one's finished trials instead of running them again."""
+    spec = _write(tmp_path, _spec())
+    env = {k: v for k, v in _env(tmp_path).items() if k not in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")}
+    env["PATH"] = (
+        f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # MLproject calls `python`
+    )
+    cmd = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "sweep", "--env-manager", "local"]
+    cmd += ["-P", f"spec={spec}", "-P", "max_concurrent=2"]
+    first = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    uri = env["MLFLOW_TRACKING_URI"]
+    client = mlflow.MlflowClient(uri)
+    (parent,) = client.search_runs(["0"], "tags.sweep_role = 'parent'")
+    assert parent.data.params["spec"] == str(spec)  # logged by `mlflow run` itself
+    assert parent.data.tags["mlflow.project.entryPoint"] == "sweep"
+    children = _children(uri, parent.info.run_id)
+    assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
+    assert parent.data.metrics["trials_finished"] == 4
+
+    second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    assert "4 finished trials adopted" in second.stdout
+    (new_parent,) = client.search_runs(["0"], "tags.sweep_role = 'parent'")  # the old one is deleted
+    assert new_parent.info.run_id != parent.info.run_id
+    adopted = _children(uri, new_parent.info.run_id)
+    assert sorted(c.info.run_id for c in adopted) == sorted(c.info.run_id for c in children)
