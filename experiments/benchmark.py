@@ -231,7 +231,31 @@ def log_to_mlflow(rows: list[dict], args: argparse.Namespace) -> str:
             if r.get("gemm_share"):
                 mlflow.log_metric(f"gemm_share.{key}", r["gemm_share"])
         mlflow.log_text(format_table(rows), "benchmark.txt")
+        mlflow.log_text(markdown_table(mlflow.get_run(run.info.run_id).data.metrics), "benchmark.md")
     return run.info.run_id
+
+
+def markdown_table(metrics: dict[str, float]) -> str:
+    """The README's performance table from a benchmark run's metrics (`ratio.<shape>.<layer>`,
+    `gemm_share.<shape>.<layer>`): one row per shape, ours against the built-ins."""
+    shapes = [s for s in SHAPES if f"ratio.{s}.LSTM" in metrics]
+    variants = sorted({k.split(".", 2)[2] for k in metrics if k.startswith("ratio.") and "/" in k})
+
+    def cell(shape: str, layer: str) -> str:
+        ratio = metrics.get(f"ratio.{shape}.{layer}")
+        share = metrics.get(f"gemm_share.{shape}.{layer}") if "/" not in layer else None
+        if ratio is None:
+            return "–"
+        return f"{ratio:.2f}×" + (f" ({100 * share:.0f} %)" if share is not None else "")
+
+    head = ["shape", "LSTM (lean)", "LSTM (plain)", "GRU (lean)", "GRU (plain)", *variants]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for shape in shapes:
+        sh = SHAPES[shape]
+        desc = f"{shape} (B{sh.batch}, T{sh.seq_len}, {sh.units} units)"
+        row = [desc, *(cell(shape, layer) for layer in ("LSTM", "LSTM-plain", "GRU", "GRU-plain", *variants))]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -243,7 +267,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument(
         "--mlflow", default="false", choices=["true", "false"], help="log a run (MLproject: true)"
     )
+    parser.add_argument(
+        "--readme_table", metavar="RUN_ID", help="print the README table of a logged benchmark run and stop"
+    )
     args = parser.parse_args(argv)
+    if args.readme_table:
+        import mlflow
+
+        print(markdown_table(mlflow.MlflowClient().get_run(args.readme_table).data.metrics))
+        return []
     import lstm_keras as lk
 
     for v in args.variants:

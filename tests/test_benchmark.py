@@ -60,3 +60,18 @@ def test_benchmark_logs_ratios_and_rates_as_metrics_of_one_run(tracking):
     )
     assert run.data.params["rounds"] == "3" and run.data.tags["benchmark"] == "true"
     assert "benchmark.txt" in {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
+
+
+def test_readme_table_is_built_from_a_runs_metrics():
+    metrics = {
+        "ratio.copy.LSTM": 1.01,
+        "gemm_share.copy.LSTM": 0.51,
+        "ratio.copy.LSTM-plain": 0.96,
+        "ratio.copy.GRU": 1.29,
+        "ratio.copy.LSTM/NFG": 1.16,
+        "gemm_share.copy.LSTM/NFG": 0.59,  # a variant's share is not shown (fewer products)
+    }
+    table = benchmark.markdown_table(metrics).splitlines()
+    assert table[0] == "| shape | LSTM (lean) | LSTM (plain) | GRU (lean) | GRU (plain) | LSTM/NFG |"
+    assert len(table) == 3  # header, rule, copy: adding and char_lm were not run
+    assert table[2] == "| copy (B128, T120, 128 units) | 1.01× (51 %) | 0.96× | 1.29× | – | 1.16× |"
