@@ -56,6 +56,9 @@ RULES = """\
   against; *contradicted* if ≥ 1 against and none for; else *inconclusive*. Equivalence,
   non-inferiority and structural parts: *supported* if every contrast is for; *contradicted* if
   any is against; else *inconclusive*. A contrast with < 2 finite values on a side is neutral.
+* **Nobody learned.** A loss contrast where neither side's mean `best_val_loss_over_baseline`
+  is below {learned:g} (neither configuration left the memoryless baseline) is neutral: a
+  difference between two untrained networks says nothing about the claim.
 * **Claim verdict.** *not tested* if no part has a contrast (the reason names what is missing);
   *contradicted* if any tested part is contradicted; *supported* if every tested part is supported
   (untested parts are listed); otherwise *inconclusive*.
@@ -288,13 +291,14 @@ CLAIMS: tuple[Claim, ...] = (
         "f", "A GRU performs about as well as an LSTM, with fewer parameters.",
         "GRU (keras or cho2014) vs Keras's LSTM (else vanilla) with forget bias 1, units allowed to "
         "differ (parameter-matched designs): (f1) equivalence on best_val_loss_over_baseline; "
-        "(f2) n_params(GRU) < n_params(LSTM).",
+        "(f2) n_params(GRU) < n_params(LSTM) at the same number of units.",
         (
             Part("f1", "GRU ≈ LSTM", (
                 _c("GRU vs LSTM", GRU, [KERAS1, VANILLA1], CELL_KEYS, "equal"),
             ), "all"),
+            # At equal units: a parameter-matched design gives the GRU more units on purpose.
             Part("f2", "GRU has fewer parameters", (
-                _c("GRU vs LSTM n_params", GRU, [KERAS1, VANILLA1], CELL_KEYS, "fewer_params"),
+                _c("GRU vs LSTM n_params", GRU, [KERAS1, VANILLA1], CELL_KEYS - {"units"}, "fewer_params"),
             ), "all"),
         ),
     ),
@@ -349,9 +353,11 @@ class Options:
     alpha: float = 0.05
     margin: float = 0.10
     floor: float = 0.1
+    learned: float = 0.9  # best_val_loss_over_baseline below this: the configuration learned
 
     def rules(self) -> str:
         return RULES.format(
+            learned=self.learned,
             test_rule=stats.TEST_RULE,
             alpha=self.alpha,
             margin=self.margin,
@@ -444,6 +450,9 @@ def _outcome(row: dict, contrast: Contrast, opts: Options) -> str:
             return "neutral"
         return "for" if (na < nb if expect == "fewer_params" else na == nb) else "against"
     if min(row["n_a"], row["n_b"]) < 2:
+        return "neutral"
+    if contrast.metric == PRIMARY and min(row["mean_a"], row["mean_b"]) >= opts.learned:
+        row["note"] = "neither side learned"
         return "neutral"
     diff, low, high, p = row["diff"], row["diff_ci_low"], row["diff_ci_high"], row["p_holm"]
     margin = opts.margin * max(abs(row["mean_b"]), opts.floor)
@@ -560,11 +569,28 @@ def evaluate_claim(
 
 
 def evaluate(
-    configs: pd.DataFrame, chosen: pd.DataFrame, runs: pd.DataFrame, opts: Options | None = None
+    configs: pd.DataFrame,
+    chosen: pd.DataFrame,
+    runs: pd.DataFrame,
+    opts: Options | None = None,
+    listed: dict[str, set[str]] | None = None,
 ) -> list[dict]:
-    """Every claim's result (see `evaluate_claim`), in the order a..i."""
+    """Every claim's result (see `evaluate_claim`), in the order a..i.
+
+    `listed`: sweep label → the claims its spec says it tests. A claim is judged only on the
+    sweeps that list it (a sweep that lists none informs every claim): a study designed for one
+    claim (e.g. untrained runs for gradient flow) must not vote on another, nor enter its Holm family.
+    """
     opts = opts or Options()
-    return [evaluate_claim(c, configs, chosen, runs, opts) for c in CLAIMS]
+    results = []
+    for claim in CLAIMS:
+        keep = [label for label, ids in (listed or {}).items() if ids and claim.id not in ids]
+        scoped = configs[~configs["sweep"].isin(keep)] if keep else configs
+        result = evaluate_claim(claim, scoped, chosen, runs, opts)
+        if keep and result["verdict"] == NOT_TESTED and len(scoped) == 0:
+            result["reason"] = f"no sweep in this report lists claim ({claim.id})"
+        results.append(result)
+    return results
 
 
 def key_numbers(result: dict) -> str:
@@ -587,7 +613,8 @@ def key_numbers(result: dict) -> str:
                     f", diverged {r['diverged_a']}/{r['runs_a']} vs {r['diverged_b']}/{r['runs_b']} "
                     f"(p_holm {fmt(r['div_p_holm'])})"
                 )
-            bits.append(f"{text} ({r['outcome']})")
+            note = f": {r['note']}" if r.get("note") else ""
+            bits.append(f"{text} ({r['outcome']}{note})")
     return "; ".join(bits) if bits else "—"
 
 

@@ -722,7 +722,8 @@ def build(
     summary = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     lrs.to_csv(out / "lr_selection.csv", index=False)
     comparisons.to_csv(out / "comparisons.csv", index=False)
-    results = cl.evaluate(configs, chosen, runs, opts)
+    listed = {s.label: listed_claims(s) for s in sweeps}
+    results = cl.evaluate(configs, chosen, runs, opts, listed)
     claim_plots = {c.id: c.plots for c in cl.CLAIMS}
     for r in results:
         r["plots"] = []
@@ -743,7 +744,6 @@ def build(
             ensure_ascii=False,
         )
     )
-    listed = {s.label: listed_claims(s) for s in sweeps}
     md = cl.claims_markdown(results, opts, {s.label: s.parent_id for s in sweeps}, listed)
     (out / "claims.md").write_text(md)
     summary_rows = [[f"({r['id']})", r["verdict"], r["statement"]] for r in results]

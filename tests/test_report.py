@@ -373,9 +373,10 @@ def test_missing_configurations_are_not_tested_with_a_reason(store, tmp_path):
         result = _claim(rep.claims, claim_id)
         assert result["verdict"] == "not tested", claim_id
         assert result["reason"], claim_id
-    assert "forget bias" in _claim(rep.claims, "a")["reason"]
-    assert "NFG" in _claim(rep.claims, "b")["reason"]
-    assert "lstm1997" in _claim(rep.claims, "i")["reason"]
+    assert "NFG" in _claim(rep.claims, "b")["reason"]  # the one claim `variants` lists
+    # A claim the study does not list is not judged on it at all.
+    assert _claim(rep.claims, "a")["reason"] == "no sweep in this report lists claim (a)"
+    assert _claim(rep.claims, "i")["reason"] == "no sweep in this report lists claim (i)"
     # No is_reference tags: the spec artifact's `reference: {units: 64}` names the reference.
     refs = rep.summary.set_index("config_label")["is_reference"]
     assert refs["task=adding units=64"] and not refs["task=adding units=32"]
@@ -395,7 +396,8 @@ def test_combined_report_uses_every_sweep_and_logs_on_each_parent(store, tmp_pat
         "supported",
     ]  # rnn 1e-6 vs 0.1; fb 0 0.01 vs 0.1
     assert h["verdict"] == "supported" and set(h["sweeps"]) == {"fb_worse", "cells"}
-    assert _claim(rep.claims, "a")["verdict"] == "supported"
+    a = _claim(rep.claims, "a")
+    assert a["verdict"] == "supported" and a["sweeps"] == ["fb_worse"]  # `cells` does not list (a)
     i = _claim(rep.claims, "i")  # lstm1997 0.8 vs keras LSTM 0.3 on copy
     assert i["verdict"] == "supported" and i["sweeps"] == ["cells"]
     (row,) = i["parts"][0]["contrasts"]
@@ -442,3 +444,13 @@ def test_a_gradient_that_underflowed_to_zero_counts_as_vanished_not_missing():
     assert flow["a"] == pytest.approx(np.log10(np.finfo(np.float32).smallest_subnormal)) and flow["a"] < -44
     assert flow["b"] == pytest.approx(-8.0)
     assert np.isnan(tidy.set_index("run_id").loc["a", report.FLOW_FINAL])
+
+
+def test_a_loss_contrast_where_neither_side_learned_is_neutral():
+    claim_b = next(c for c in cl.CLAIMS if c.id == "b")
+    contrast = claim_b.parts[0].contrasts[0]
+    row = {"n_a": 5, "n_b": 5, "diff": 0.0011, "diff_ci_low": 0.0003, "diff_ci_high": 0.002, "p_holm": 0.01}
+    untrained = cl._outcome({**row, "mean_a": 1.0011, "mean_b": 1.0}, contrast, cl.Options())
+    assert untrained == "neutral"
+    learned = {**row, "mean_a": 0.0078, "mean_b": 0.0025}
+    assert cl._outcome(learned, contrast, cl.Options()) == "for"  # NFG worse, significant
