@@ -195,12 +195,13 @@ def test_every_trial_of_a_shipped_sweep_has_its_own_name_led_by_what_differs(pro
     # Outside a sweep a run keeps its usual name.
     assert run_name(from_strings({"forget_bias": "0", "seed": "1"})) == "copy-T20 lstm/keras fb=0 tanh s1"
     # Compared within a task: a task's own parameters (seq_len, corpus) are not differences.
-    activation = load(ROOT / "experiments" / "sweeps" / "activation.yaml", "quick")
+    activation = load(ROOT / "experiments" / "sweeps" / "activation.yaml", "full")  # copy and adding
     assert activation.trials[0].varying == (
         "task",
         "candidate_activation",
         "output_activation",
         "clipnorm",
+        "learning_rate",
         "seed",
     )
 
