@@ -25,6 +25,7 @@ import pytest
 import yaml
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect, sync_playwright
+from test_team_tracking import _run_sweep as run_sweep_in_own_group
 
 from experiments import tracking_server
 from experiments.config import from_strings
@@ -127,23 +128,8 @@ def _run_sweep(uri: str, experiment_id: str, tmp_path: Path) -> str:
         "RAY_USAGE_STATS_ENABLED": "0",
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
-    # Its own process group: past the timeout, only the sweep and its Ray workers are ended.
-    proc = subprocess.Popen(
-        [*cmd, "--max_concurrent", "2"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        output, _ = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"the sweep took over 300s:\n{output[-3000:]}")
-    assert proc.returncode == 0, output[-3000:]
+    returncode, output = run_sweep_in_own_group([*cmd, "--max_concurrent", "2"], tmp_path, env, timeout=300)
+    assert returncode == 0, output[-3000:]
     return output
 
 

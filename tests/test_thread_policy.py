@@ -3,7 +3,7 @@
 import argparse
 
 import pytest
-import yaml
+from test_sweep import ROOT, _spec, _write
 
 from experiments import thread_policy
 
@@ -17,25 +17,8 @@ def test_policy_strings_are_checked():
 
 @pytest.mark.tf_only
 def test_each_policy_runs_the_whole_sweep_and_reports_configurations_per_hour(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(thread_policy.Path(thread_policy.__file__).parents[1]))
-    spec = {
-        "study": "policy",
-        "base": {
-            "units": 8,
-            "batch_size": 8,
-            "steps": 4,
-            "eval_every": 2,
-            "probe_batch": 4,
-            "log_model": False,
-        },
-        "tasks": {"adding": {"seq_len": 6}},
-        "grid": {"forget_bias": ["0", "1"]},
-        "seeds": [0],
-        "reference": {"forget_bias": "1"},
-        "profiles": {"quick": {}},
-    }
-    path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    path = _write(tmp_path, _spec(study="policy", seeds=[0]), "policy.yaml")
     rows = thread_policy.main(["--spec", str(path), "--policies", "1x1", "2x1"])
     assert [r["policy"] for r in rows] == ["1x1", "2x1"]
     assert all(
