@@ -194,6 +194,24 @@ def tidy(raw: pd.DataFrame, sweep: str, study: str) -> pd.DataFrame:
     return out
 
 
+def with_constants(client, raw: pd.DataFrame) -> pd.DataFrame:
+    """`raw` with each FINISHED child's unlogged parameters (its sweep's constants) filled in from
+    its config.json artifact, so a configuration is described by every parameter it ran with."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from experiments.tracking import run_params
+
+    if raw.empty or "status" not in raw:
+        return raw
+    rows = raw.index[raw["status"] == "FINISHED"]
+    with ThreadPoolExecutor(8) as pool:  # one small download per run; I/O-bound
+        full = list(pool.map(lambda i: run_params(client, client.get_run(raw.at[i, "run_id"])), rows))
+    filled = pd.DataFrame(
+        [{f"params.{k}": v for k, v in p.items()} for p in full], index=rows, dtype=object
+    ).reindex(raw.index)
+    return raw.combine_first(filled) if len(filled.columns) else raw
+
+
 def load_sweep(client, ref: str) -> Sweep:
     import mlflow
 
@@ -202,6 +220,7 @@ def load_sweep(client, ref: str) -> Sweep:
         experiment_ids=[parent.info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
     )
+    raw = with_constants(client, raw)
     spec, source = load_spec(client, parent)
     study = parent.data.tags.get("study") or spec.get("study") or parent.info.run_id[:8]
     statuses = raw["status"].value_counts().to_dict() if len(raw) else {}

@@ -1,10 +1,12 @@
-"""MLproject `reproduce`: rerun a run from its logged parameters and say whether every metric matched.
+"""MLproject `reproduce`: rerun a run from its recorded parameters and say whether every metric matched.
 
     mlflow run . -e reproduce -P run_id=<run id>
 
-The rerun is a full training run of its own (same logging), tagged `reproduces=<run id>`.
-Every metric step of the original is compared bitwise with the rerun's, except wall-clock
-timings; the verdict is logged (`reproduced` 0/1, tag `reproduce_mismatches`) and printed.
+The parameters come from the run's config.json artifact (a sweep child logs only those that
+vary across its sweep as MLflow params). The rerun is a full training run of its own (same
+logging), tagged `reproduces=<run id>`. Every metric step of the original is compared bitwise
+with the rerun's, except wall-clock timings; the verdict is logged (`reproduced` 0/1, tag
+`reproduce_mismatches`) and printed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import fields
 
 from experiments.config import ConfigError, RunConfig, from_strings
 from experiments.run import TIMING_METRICS, check_data, train_and_log
+from experiments.tracking import run_params
 
 
 def config_of(params: dict[str, str]) -> tuple[RunConfig, dict[str, str]]:
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        config, raw = config_of(original.data.params)
+        config, raw = config_of(run_params(client, original))
     except ConfigError as error:
         print(f"error: run {args.run_id} cannot be rerun: {error}", file=sys.stderr)
         return 2

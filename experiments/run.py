@@ -100,8 +100,12 @@ def train_and_log(
     parent_run_id: str | None = None,
     run_id: str | None = None,
     name: str | None = None,
+    logged_params: tuple[str, ...] | None = None,
 ) -> dict:
     """Train `config` inside the active (or a new) MLflow run; return the summary and run id.
+
+    Every parameter is in the run's config.json artifact; `logged_params` limits those logged as
+    MLflow params (a sweep logs what varies between its children; None: all of them).
 
     A sweep passes `experiment_id` and `parent_run_id` to make the run a child of its parent,
     or `run_id`: a run it made (and claimed) already. If the tracking server is lost mid-run,
@@ -128,7 +132,10 @@ def train_and_log(
             # Under `mlflow run` the launcher has logged the MLproject's params (shell-quoted);
             # log only what is missing so a value is never "changed".
             logged = mlflow.get_run(run.info.run_id).data.params
-            recorder.log_params({k: v for k, v in {**config.as_params(), **raw}.items() if k not in logged})
+            params = {**config.as_params(), **raw}
+            if logged_params is not None:
+                params = {k: v for k, v in params.items() if k in logged_params}
+            recorder.log_params({k: v for k, v in params.items() if k not in logged})
             task = make_task(config)
             recorder.set_tags(
                 {**tracking.run_tags(config, task.data_checksum, task.info), **(extra_tags or {})}

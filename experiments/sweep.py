@@ -104,7 +104,12 @@ def run_trial(
     try:
         with trial_claims.heartbeat(client, run_id):
             result = train_and_log(
-                config, trial.params, tags, run_id=run_id, name=run_name(config, trial.varying)
+                config,
+                trial.params,
+                tags,
+                run_id=run_id,
+                name=run_name(config, trial.varying),
+                logged_params=trial.logged,
             )
         return {
             "status": "FINISHED",

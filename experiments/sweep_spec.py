@@ -64,6 +64,10 @@ class Trial:
     # The parameters that tell it from the other trials of its task in the sweep (and `task` when
     # there are several): its run name leads with them (tracking.run_name).
     varying: tuple[str, ...] = ()
+    # The parameters its run logs as MLflow params: every one that varies anywhere in the sweep,
+    # plus IDENTITY, so all children share one set of columns in the UI's compare view. The rest
+    # are constants of the sweep: they live in the run's config.json artifact.
+    logged: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -220,9 +224,15 @@ def load(path: str | Path, profile: str) -> Sweep:
     )
 
 
+# Logged as params by every sweep child even when a sweep holds them constant: the axes the
+# report groups by (task, learning rate, seed) and a reader filters on first.
+IDENTITY = ("task", "learning_rate", "seed")
+
+
 def _with_varying(trials: list[Trial]) -> list[Trial]:
     """Set each trial's `varying`: compared within its task, so a task's own parameters (corpus,
-    seq_len) do not count as differences between tasks; the task itself does."""
+    seq_len) do not count as differences between tasks; the task itself does. Set `logged`: the
+    union of every task's `varying` and IDENTITY, the same for all trials."""
     by_task: dict[str, list[Trial]] = {}
     for trial in trials:
         by_task.setdefault(trial.params["task"], []).append(trial)
@@ -231,7 +241,8 @@ def _with_varying(trials: list[Trial]) -> list[Trial]:
         keys = dict.fromkeys(k for t in group for k in t.params)
         differ = [k for k in keys if len({t.params.get(k, _default(k)) for t in group}) > 1]
         varying[task] = tuple(["task"] * (len(by_task) > 1) + differ)
-    return [dataclasses.replace(t, varying=varying[t.params["task"]]) for t in trials]
+    logged = tuple(dict.fromkeys([*IDENTITY, *(k for keys in varying.values() for k in keys)]))
+    return [dataclasses.replace(t, varying=varying[t.params["task"]], logged=logged) for t in trials]
 
 
 def _default(name: str) -> str:

@@ -142,3 +142,18 @@ def log_figure(recorder: Recorder, fig, name: str) -> None:
 def log_json(recorder: Recorder, payload: dict, name: str) -> None:
     text = json.dumps(payload, indent=2, sort_keys=True, default=str)
     recorder.log_artifact(name, lambda path: path.write_text(text))
+
+
+def run_params(client, run) -> dict[str, str]:
+    """Every parameter a run trained with: its config.json artifact's (a sweep child logs only
+    what varies as MLflow params), under the params it logged; the logged params alone when the
+    artifact is missing or unreadable (a run that failed before writing it)."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryDirectory() as where:
+            path = client.download_artifacts(run.info.run_id, "config.json", where)
+            full = json.loads(Path(path).read_text()).get("params", {})
+    except Exception:  # no such artifact, or an artifact store out of reach
+        full = {}
+    return {**{k: str(v) for k, v in full.items()}, **run.data.params}

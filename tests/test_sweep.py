@@ -14,7 +14,9 @@ import mlflow
 import pytest
 import yaml
 
+from experiments import report, reproduce
 from experiments.sweep_spec import SpecError, load
+from experiments.tracking import run_params
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "experiments" / "sweeps").glob("*.yaml"))
@@ -139,6 +141,20 @@ def test_a_sweep_runs_nested_trials_on_ray_isolates_a_failure_and_resumes(tmp_pa
         assert all("characters" in c.data.tags["error"] for c in by_status["FAILED"])
         assert {c.data.params["task"] for c in by_status["FINISHED"]} == {"adding"}
         assert all(c.data.tags["study"] == "tiny" and c.data.tags["config_label"] for c in children)
+
+        # Params: what varies across the sweep plus the identity axes; constants (units=8, steps=4,
+        # not the defaults) only in config.json — where the report and `reproduce` read them.
+        done = by_status["FINISHED"][0]
+        assert set(done.data.params) == {"task", "learning_rate", "seed"}
+        client = mlflow.MlflowClient(uri)
+        assert run_params(client, done)["units"] == "8" and run_params(client, done)["steps"] == "4"
+        runs = report.load_sweep(client, parent.run_id).runs
+        assert {d["units"] for d in runs["desc"]} == {"8"} and len(runs) == 2
+        assert reproduce.main(["--run_id", done.info.run_id]) == 0
+        rerun = mlflow.search_runs(
+            search_all_experiments=True, filter_string=f"tags.reproduces = '{done.info.run_id}'"
+        ).iloc[0]
+        assert rerun["metrics.reproduced"] == 1 and rerun["params.steps"] == "4"
 
         # Rerun: the finished trials are not run again; the failed ones are retried (and fail).
         second = subprocess.run(_sweep_cmd(path), cwd=tmp_path, env=env, capture_output=True, text=True)

@@ -165,7 +165,9 @@ def _check_child(client, run, parent_id: str, by_key: dict, tmp_path: Path) -> d
     assert data.tags["config_label"] == f"task=adding cell={cell}" and data.tags["study"] == "team"
 
     expected = _expected_params(cell, seed)
-    assert data.params == expected  # every RunConfig parameter, with the spec's value, nothing else
+    # As params: what varies between the children (cell, seed) and the identity axes (task,
+    # learning_rate) — nothing else; every other parameter is a constant, kept in config.json.
+    assert data.params == {k: expected[k] for k in ("task", "learning_rate", "seed", "cell")}
 
     # Artifacts: exactly the expected files, none empty; JSON and a PNG read back.
     listed = {a.path: a for a in client.list_artifacts(info.run_id)}
@@ -178,7 +180,7 @@ def _check_child(client, run, parent_id: str, by_key: dict, tmp_path: Path) -> d
     png = Path(client.download_artifacts(info.run_id, "learning_curves.png", where)).read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) == listed["learning_curves.png"].file_size
     config = json.loads(Path(client.download_artifacts(info.run_id, "config.json", where)).read_text())
-    assert config["params"] == expected
+    assert config["params"] == expected  # every RunConfig parameter, with the spec's value
 
     # Metrics: exactly the expected names; each curve at exactly its steps, once each, with the values
     # the run evaluated (its evaluations.json artifact); each summary metric once, at step 0.
@@ -202,7 +204,7 @@ def _check_child(client, run, parent_id: str, by_key: dict, tmp_path: Path) -> d
         points += len(history)
     assert data.metrics["steps_done"] == STEPS and data.metrics["diverged"] == 0
     return {
-        "params": len(expected),
+        "params": len(data.params),
         "artifacts": len(listed),
         "points": points,
         "expected_points": sum(len(v) for v in curves.values()) + len(summary),

@@ -30,7 +30,7 @@ def _pair(cls, variant, rng, **layer_kwargs):
 
 
 def _outputs_and_grads(layer, x, initial_state=None):
-    x = tf.constant(x)
+    x = tf.convert_to_tensor(x)
     with tf.GradientTape() as tape:
         tape.watch(x)
         out = layer(x, initial_state=initial_state)
@@ -58,6 +58,21 @@ def test_outputs_and_gradients_equal_the_keras_rnn_path(cls, variant, steps_per_
         assert len(out_p) == len(out_l)
         for a, b in zip(out_p + grad_p, out_l + grad_l, strict=True):
             np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize(("cls", "variant"), [(lk.LSTM, "vanilla"), (lk.LSTM, "FGR"), (lk.GRU, "keras")])
+def test_outputs_and_gradients_equal_inside_tf_function(cls, variant, rng):
+    """Training runs traced (graph mode): equal there too, with an unknown batch size."""
+    x = rng.normal(size=(B, T, F)).astype("float32")
+    plain, lean = _pair(cls, variant, rng, return_sequences=True, return_state=True)
+    spec = tf.TensorSpec((None, T, F), tf.float32)
+    traced = [
+        tf.function(lambda x, layer=layer: _outputs_and_grads(layer, x), input_signature=[spec])
+        for layer in (plain, lean)
+    ]
+    (out_p, grad_p), (out_l, grad_l) = (f(tf.constant(x)) for f in traced)
+    for a, b in zip(out_p + grad_p, out_l + grad_l, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
 
 
 def test_initial_state_and_unknown_length_inside_a_functional_model(rng):
