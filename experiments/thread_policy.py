@@ -5,7 +5,10 @@ into its own fresh tracking store, through the real sweep entry point, and print
 and configurations/hour of each against the first policy:
 
     python -m experiments.thread_policy --spec experiments/sweeps/gradient_flow.yaml \\
-        --profile quick --policies 1x2 2x1
+        --profile quick --policies 1x2 2x1 --rounds 3
+
+With several rounds every policy runs once per round, in an order rotated each round; the
+summary gives medians and the median of the per-round ratios (the machine's speed drifts).
 
 A policy `NxM` is `--max_concurrent N --threads_per_trial M`.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,18 +73,46 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--spec", required=True)
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--policies", nargs="+", type=parse_policy, default=[(1, 2), (2, 1)])
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="sweeps per policy, interleaved, order rotated each round"
+    )
     args = parser.parse_args(argv)
-    rows = []
+    if args.rounds < 1:
+        parser.error(f"Invalid rounds={args.rounds}. Valid choices: an integer >= 1.")
+    by_policy: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="thread_policy_") as tmp:
-        for trials, threads in args.policies:
-            rows.append(time_policy(args.spec, args.profile, trials, threads, Path(tmp)))
-            r = rows[-1]
-            print(
-                f"{r['policy']:>5}: {r['finished']} finished in {r['wall_s']:.0f} s = "
-                f"{r['configs_per_hour']:.0f} configurations/hour "
-                f"({r['configs_per_hour'] / rows[0]['configs_per_hour']:.2f}x {rows[0]['policy']})",
-                flush=True,
-            )
+        for round_ in range(args.rounds):
+            # The machine drifts (load, clocks): every round times every policy, in a rotated order.
+            shift = round_ % len(args.policies)
+            for trials, threads in args.policies[shift:] + args.policies[:shift]:
+                r = time_policy(args.spec, args.profile, trials, threads, Path(tmp) / f"round{round_}")
+                by_policy.setdefault(r["policy"], []).append(r)
+                print(
+                    f"round {round_ + 1}  {r['policy']:>5}: {r['finished']} finished in {r['wall_s']:.0f} s"
+                    f" = {r['configs_per_hour']:.0f} configurations/hour",
+                    flush=True,
+                )
+    first = by_policy[f"{args.policies[0][0]}x{args.policies[0][1]}"]
+    rows = []
+    for policy, runs in by_policy.items():
+        ratios = [r["configs_per_hour"] / f["configs_per_hour"] for r, f in zip(runs, first)]
+        rows.append(
+            {
+                "policy": policy,
+                "wall_s": statistics.median(r["wall_s"] for r in runs),
+                "finished": min(r["finished"] for r in runs),
+                "configs_per_hour": statistics.median(r["configs_per_hour"] for r in runs),
+                "ratio": statistics.median(ratios),
+                "ratios": ratios,
+            }
+        )
+        print(
+            f"{policy:>5}: median {rows[-1]['configs_per_hour']:.0f} configurations/hour, "
+            f"{rows[-1]['ratio']:.2f}x {first[0]['policy']} (per round: "
+            + ", ".join(f"{x:.2f}" for x in ratios)
+            + ")",
+            flush=True,
+        )
     return rows
 
 

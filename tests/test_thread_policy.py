@@ -16,11 +16,29 @@ def test_policy_strings_are_checked():
 
 
 @pytest.mark.tf_only
-def test_each_policy_runs_the_whole_sweep_and_reports_configurations_per_hour(tmp_path, monkeypatch):
+def test_each_policy_runs_the_whole_sweep_each_round_and_reports_median_configurations_per_hour(
+    tmp_path, monkeypatch, capsys
+):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     path = _write(tmp_path, _spec(study="policy", seeds=[0]), "policy.yaml")
-    rows = thread_policy.main(["--spec", str(path), "--policies", "1x1", "2x1"])
+    rows = thread_policy.main(["--spec", str(path), "--policies", "1x1", "2x1", "--rounds", "2"])
     assert [r["policy"] for r in rows] == ["1x1", "2x1"]
-    assert all(
-        r["finished"] == 2 and r["configs_per_hour"] == pytest.approx(2 / r["wall_s"] * 3600) for r in rows
-    )
+    assert all(r["finished"] == 2 and len(r["ratios"]) == 2 for r in rows)
+    assert rows[0]["ratios"] == [1.0, 1.0]
+    printed = capsys.readouterr().out
+    # Round 2 runs the policies in the other order (the machine drifts; neither always goes first).
+    order = [line.split()[2].rstrip(":") for line in printed.splitlines() if line.startswith("round")]
+    assert order == ["1x1", "2x1", "2x1", "1x1"]
+    for r in rows:
+        per_round = [
+            float(line.split(" = ")[1].split()[0])
+            for line in printed.splitlines()
+            if line.startswith("round") and f" {r['policy']}:" in line
+        ]
+        assert r["configs_per_hour"] == pytest.approx(sum(per_round) / 2, abs=1)  # median of two
+
+
+def test_rounds_must_be_positive(capsys):
+    with pytest.raises(SystemExit):
+        thread_policy.main(["--spec", "x.yaml", "--rounds", "0"])
+    assert "Invalid rounds=0" in capsys.readouterr().err
