@@ -22,6 +22,8 @@ from experiments import corpora
 TASKS = ("copy", "adding", "char_lm", "sentiment")
 CELLS = ("lstm", "gru", "rnn")  # rnn: Keras's SimpleRNN, the ungated baseline
 OPTIMIZERS = ("adam", "adamw", "nadam", "rmsprop", "sgd")
+# lstm_keras.layers.ENGINES (tested equal): the sequence layers' loop; rnn (SimpleRNN) has one.
+ENGINES = ("auto", "keras", "tf_while")
 # keras.activations names plus lstm_keras's aliases (tests/test_config.py keeps this in step
 # with lstm_keras.activations.valid_activation_names()).
 ACTIVATIONS = [
@@ -122,6 +124,7 @@ class RunConfig:
     target: str = AUTO  # task metric value that counts as solved; auto: the task's
     data_dir: str = AUTO  # auto: $LSTM_KERAS_DATA, else the project's data/
     early_stop: bool = True  # stop once solved or diverged; the unspent budget is logged
+    engine: str = "auto"  # lstm/gru loop: auto (lean tf.while_loop where it applies) | keras | tf_while
     log_model: bool = True
     probe_batch: int = 32  # examples for gate statistics and gradient flow
 
@@ -183,6 +186,11 @@ def validate(config: RunConfig) -> RunConfig:
     _check_choice("cell", c.cell, CELLS)
     _check_choice("variant", c.variant, variant_names(c.cell))
     _check_choice("optimizer", c.optimizer, OPTIMIZERS)
+    _check_choice("engine", c.engine, ENGINES)
+    if c.cell == "rnn" and c.engine != "auto":
+        raise ConfigError(
+            f"Invalid engine={c.engine!r} for cell rnn (Keras's SimpleRNN has one loop). Valid choices: auto."
+        )
     for name in ("candidate_activation", "output_activation"):
         _check_choice(name, getattr(c, name), (AUTO, *ACTIVATIONS))
     for name, minimum in (

@@ -17,7 +17,7 @@ def cell_kwargs(config: RunConfig, task: Task) -> dict:
     if c.cell == "rnn":
         act = c.candidate_activation
         return {} if act == AUTO else {"activation": act}
-    kwargs: dict = {"variant": c.variant, "seed": c.seed}
+    kwargs: dict = {"variant": c.variant, "seed": c.seed, "engine": c.engine}
     if c.forget_bias != AUTO:
         kwargs["forget_bias"] = (
             None

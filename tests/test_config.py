@@ -19,6 +19,19 @@ def test_activation_choices_are_exactly_what_the_library_accepts():
     assert sorted(cfg.ACTIVATIONS) == valid_activation_names()
 
 
+@pytest.mark.tf_only
+def test_engine_choices_are_the_layers_and_reach_the_built_layer():
+    from experiments.model import build_model
+    from experiments.tasks import make_task
+    from lstm_keras.layers import ENGINES
+
+    assert cfg.ENGINES == ENGINES
+    for engine in ("keras", "auto"):
+        config = cfg.from_strings({"task": "adding", "seq_len": "5", "units": "4", "engine": engine})
+        model = build_model(config, make_task(config))
+        assert model.get_layer("recurrent").engine == engine
+
+
 def test_variant_choices_come_from_the_library_specs():
     import lstm_keras
 
@@ -64,6 +77,8 @@ def test_strings_are_parsed_to_their_types_and_logged_back_verbatim():
         ({"learning_rate": "0"}, "learning_rate=0.0"),
         ({"steps": "1.5"}, "steps='1.5'"),
         ({"early_stop": "maybe"}, "early_stop='maybe'"),
+        ({"engine": "cudnn"}, "engine='cudnn'. Valid choices: auto, keras, tf_while"),
+        ({"cell": "rnn", "engine": "keras"}, "engine='keras' for cell rnn"),
         ({"task": "adding", "variable_delay": "true"}, "variable_delay=true"),
         ({"task": "copy", "corpus": "ptb"}, "corpus='ptb'"),
         ({"task": "sentiment", "corpus": "tinyshakespeare"}, "corpus='tinyshakespeare'"),
