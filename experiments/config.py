@@ -22,7 +22,8 @@ from experiments import corpora
 TASKS = ("copy", "adding", "char_lm", "sentiment")
 CELLS = ("lstm", "gru", "rnn")  # rnn: Keras's SimpleRNN, the ungated baseline
 OPTIMIZERS = ("adam", "adamw", "nadam", "rmsprop", "sgd")
-# lstm_keras.layers.ENGINES (tested equal): the sequence layers' loop; rnn (SimpleRNN) has one.
+# lstm_keras.layers.ENGINES (tested equal): the lstm/gru layers' loop. A SimpleRNN (cell rnn)
+# always runs keras.layers.RNN's, so a spec may set engine for all its cells.
 ENGINES = ("auto", "keras", "tf_while")
 # keras.activations names plus lstm_keras's aliases (tests/test_config.py keeps this in step
 # with lstm_keras.activations.valid_activation_names()).
@@ -187,10 +188,6 @@ def validate(config: RunConfig) -> RunConfig:
     _check_choice("variant", c.variant, variant_names(c.cell))
     _check_choice("optimizer", c.optimizer, OPTIMIZERS)
     _check_choice("engine", c.engine, ENGINES)
-    if c.cell == "rnn" and c.engine != "auto":
-        raise ConfigError(
-            f"Invalid engine={c.engine!r} for cell rnn (Keras's SimpleRNN has one loop). Valid choices: auto."
-        )
     for name in ("candidate_activation", "output_activation"):
         _check_choice(name, getattr(c, name), (AUTO, *ACTIVATIONS))
     for name, minimum in (
