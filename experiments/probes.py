@@ -60,11 +60,17 @@ def loss_function(task: Task):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
+def gradient_flow_probe(model: keras.Model, layer, task: Task) -> lk.GradientFlow:
+    """The run's gradient-flow probe: traced at its first call, reused at every evaluation."""
+    return lk.GradientFlow(model, loss_function(task), layer=layer)
+
+
 def gradient_flow(
-    model: keras.Model, layer, task: Task, x: np.ndarray, y: np.ndarray
+    model: keras.Model, layer, task: Task, x: np.ndarray, y: np.ndarray, probe: lk.GradientFlow | None = None
 ) -> dict[str, np.ndarray]:
     """‖∂L/∂h_t‖ (and ‖∂L/∂c_t‖) over t, in time order."""
-    return lk.gradient_flow(model, x, y, loss_function(task), layer=layer, mask=_mask(task, x))
+    probe = probe or gradient_flow_probe(model, layer, task)
+    return probe(x, y, mask=_mask(task, x))
 
 
 def flow_ratio(flow: dict[str, np.ndarray]) -> float:

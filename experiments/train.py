@@ -77,6 +77,7 @@ class Trainer:
         self._forward = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
         n = min(config.probe_batch, len(task.valid[0]))
         self.probe = (task.valid[0][:n], task.valid[1][:n])
+        self._flow_probe = probes.gradient_flow_probe(self.model, self.layer, task)
 
     def _step(self, x, y):
         with tf.GradientTape() as tape:
@@ -96,7 +97,7 @@ class Trainer:
         return task_loss(self.task, y, outputs), float(self.task.metric(y, outputs))
 
     def flow(self) -> dict:
-        return probes.gradient_flow(self.model, self.layer, self.task, *self.probe)
+        return probes.gradient_flow(self.model, self.layer, self.task, *self.probe, probe=self._flow_probe)
 
     def _evaluation(self, step: int, window: list[tuple[float, float]]) -> tuple[dict, dict]:
         task = self.task

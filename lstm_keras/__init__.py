@@ -1,7 +1,7 @@
 """lstm_keras: gated recurrent cells whose every gate can be ablated, as Keras 3 layers."""
 
 from lstm_keras.activations import sigmoid_2m1, sigmoid_4m2
-from lstm_keras.diagnostics import gate_trace, gradient_flow
+from lstm_keras.diagnostics import GradientFlow, gate_trace, gradient_flow
 from lstm_keras.forget_bias import ChronoInitializer
 from lstm_keras.gru_cell import GRUCell
 from lstm_keras.layers import GRU, LSTM
@@ -22,6 +22,7 @@ __all__ = [
     "ChronoInitializer",
     "gate_trace",
     "gradient_flow",
+    "GradientFlow",
     "sigmoid_2m1",
     "sigmoid_4m2",
 ]

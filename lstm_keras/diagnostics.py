@@ -9,6 +9,7 @@ import numpy as np
 from keras import ops
 
 from lstm_keras.base_cell import GatedCell
+from lstm_keras.lstm_cell import LSTMCell
 
 
 def _cell_of(layer) -> GatedCell:
@@ -57,7 +58,9 @@ def _unroll(cell, inputs, initial_state=None, go_backwards=False, mask=None):
         if mask is not None:
             keep = ops.expand_dims(ops.convert_to_tensor(mask[:, t]), -1)
             new_h = ops.where(keep, new_h, h)
-            new_states = [ops.where(keep, new, old) for new, old in zip(new_states, states)]
+            # states[0] is h in every Keras RNN cell: keep them one tensor, so that the gradient
+            # with respect to h_t includes the path through the next step.
+            new_states = [new_h] + [ops.where(keep, new, old) for new, old in zip(new_states[1:], states[1:])]
         h, states = new_h, list(new_states)
         yield h, states, gates
 
@@ -111,6 +114,157 @@ def _split_model(model: keras.Model, layer):
     return before, after
 
 
+def _n_states(cell) -> int:
+    size = cell.state_size
+    return len(size) if isinstance(size, (list, tuple)) else 1
+
+
+class GradientFlow:
+    """‖∂L/∂h_t‖ (and ‖∂L/∂c_t‖ for LSTMs) for every step t of one recurrent layer, as a probe
+    that is traced once and called at every evaluation.
+
+    The derivative is the total one: through every later step and the rest of the model, the
+    quantity the vanishing-gradient arguments are about. Norms are Frobenius norms over the
+    batch and the units of the gradient of the (mean) loss. One backward pass gives all of
+    them: the layer is rerun in a `tf.while_loop` that adds a zero tensor ε_t to h_t (and to
+    c_t before h_t reads it), so ∂L/∂ε_t = ∂L/∂h_t for every t at once, and the traced graph
+    does not grow with the length. (A Keras `LSTMCell` cannot take ε inside its step: that
+    layer is unrolled eagerly, step by step, with the same result.)
+
+    Args:
+        model: A built `keras.Sequential` or single-path functional model.
+        loss_fn: `loss_fn(targets, predictions)` → scalar or per-example losses.
+        layer: The recurrent layer to probe (ours, or any Keras RNN such as SimpleRNN);
+            default the first lstm_keras layer in `model`.
+
+    Call arguments:
+        inputs, targets: One batch.
+        mask: Optional boolean `(batch, timesteps)` for padded inputs; by default the mask
+            the layer receives in a functional model (e.g. from `Embedding(mask_zero=True)`).
+            Masked steps carry the states over, as `keras.layers.RNN` does.
+
+    Returns:
+        `{"h": (T,), "c": (T,)}` (no `"c"` without a cell state), indexed by processing step,
+        plus `"loss"`, the loss value.
+
+    Example:
+
+    >>> probe = GradientFlow(model, keras.losses.MeanSquaredError())
+    >>> flow = probe(x, y)
+    >>> flow["h"][0] / flow["h"][-1]  # how much of the last step's gradient reaches the first
+    """
+
+    def __init__(self, model: keras.Model, loss_fn: Callable, layer=None):
+        if keras.backend.backend() != "tensorflow":
+            raise NotImplementedError(
+                f"gradient_flow supports the 'tensorflow' backend; got {keras.backend.backend()!r}."
+            )
+        import tensorflow as tf
+
+        if layer is None:
+            layer = next(lyr for lyr in model.layers if isinstance(getattr(lyr, "cell", None), GatedCell))
+        self.layer, self.loss_fn = layer, loss_fn
+        self.cell = _recurrent_cell(layer)
+        self.before, self.after = _split_model(model, layer)
+        self.one_pass = isinstance(self.cell, GatedCell) or _n_states(self.cell) == 1
+        self._traced = tf.function(self._one_pass, reduce_retracing=True)
+
+    def __call__(self, inputs, targets, mask=None) -> dict[str, np.ndarray]:
+        x = self.before(ops.convert_to_tensor(inputs))
+        if isinstance(x, (list, tuple)):  # a functional layer input carries its mask along
+            x, carried = x
+            mask = carried if mask is None else mask
+        if mask is None:  # all steps real: one traced signature for masked and unmasked calls
+            mask = np.ones(tuple(x.shape[:2]), dtype=bool)
+        # As 0/1 floats: exact blends, and oneDNN logs an error line for bool tensors on CPUs
+        # without AVX-512.
+        mask = ops.cast(ops.convert_to_tensor(mask), x.dtype)
+        args = (x, ops.convert_to_tensor(targets), mask)
+        loss, h, c = self._traced(*args) if self.one_pass else self._unrolled(*args)
+        result = {"h": np.asarray(h, np.float64), "loss": float(loss)}
+        if c is not None:
+            result["c"] = np.asarray(c, np.float64)
+        return result
+
+    def _loss(self, output, targets):
+        return ops.mean(self.loss_fn(targets, self.after(output)))
+
+    def _one_pass(self, x, targets, mask):
+        import tensorflow as tf
+
+        cell, layer = self.cell, self.layer
+        x = tf.cast(x, cell.compute_dtype)
+        xs, keeps = tf.transpose(x, [1, 0, 2]), tf.transpose(mask, [1, 0])
+        if layer.go_backwards:
+            xs, keeps = tf.reverse(xs, [0]), tf.reverse(keeps, [0])
+        length = xs.shape[0] if xs.shape[0] is not None else tf.shape(xs)[0]
+        states = cell.get_initial_state(batch_size=tf.shape(x)[0])
+        states = list(states) if isinstance(states, (list, tuple)) else [states]
+        has_c = len(states) > 1
+        zeros = tf.zeros(tf.stack([length, tf.shape(x)[0], cell.units]), x.dtype)
+        eps_h, eps_c = tf.identity(zeros), tf.identity(zeros)
+
+        def unstack(t):
+            return tf.TensorArray(t.dtype, size=length).unstack(t)
+
+        with tf.GradientTape() as tape:
+            tape.watch([eps_h, eps_c])
+            steps, kept, push_h, push_c = unstack(xs), unstack(keeps), unstack(eps_h), unstack(eps_c)
+
+            def body(t, states, outputs):
+                x_t, keep = steps.read(t), kept.read(t)[:, None]
+
+                def carry(new, old):  # keras.layers.RNN's masking: a padded step keeps the old state
+                    return keep * new + (1.0 - keep) * old
+
+                if isinstance(cell, LSTMCell):  # ε_t joins c_t inside the step, before h_t reads it
+                    step = cell.recurrent_step(cell.project_inputs(x_t), states, c_shift=push_c.read(t))
+                    h, new_states = step[0], list(step[1])
+                elif isinstance(cell, GatedCell):
+                    h, new_states, _ = cell.recurrent_step(cell.project_inputs(x_t), states)
+                    new_states = list(new_states) if isinstance(new_states, (list, tuple)) else [new_states]
+                else:
+                    h, new_states = cell(x_t, states, training=False)
+                    new_states = list(new_states) if isinstance(new_states, (list, tuple)) else [new_states]
+                h = carry(h, states[0]) + push_h.read(t)  # h_t + ε_t
+                rest = [carry(n, o) for n, o in zip(new_states[1:], states[1:])]
+                if has_c:  # a masked step carries c_{t-1} over: ε_t joins it there
+                    rest[0] = carry(new_states[1], states[1] + push_c.read(t))
+                return t + 1, [h, *rest], outputs.write(t, h)
+
+            _, states, outputs = tf.while_loop(
+                lambda t, *_: t < length,
+                body,
+                (tf.constant(0), states, tf.TensorArray(x.dtype, size=length)),
+                maximum_iterations=length,
+            )
+            output = tf.transpose(outputs.stack(), [1, 0, 2]) if layer.return_sequences else states[0]
+            loss = self._loss(output, targets)
+        d_h, d_c = tape.gradient(loss, [eps_h, eps_c], unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+        def norms(d):
+            return tf.sqrt(tf.reduce_sum(tf.square(tf.cast(d, tf.float64)), axis=[1, 2]))
+
+        return loss, norms(d_h), (norms(d_c) if has_c else None)
+
+    def _unrolled(self, x, targets, mask):
+        """Eagerly, step by step, asking the tape for each step's own h_t and c_t tensors."""
+        import tensorflow as tf
+
+        layer = self.layer
+        with tf.GradientTape() as tape:
+            hs, cs = [], []
+            mask = None if np.all(mask) else np.asarray(mask) > 0.5
+            for h, states, _ in _unroll(self.cell, x, go_backwards=layer.go_backwards, mask=mask):
+                hs.append(h)
+                cs.extend(states[1:2])
+            output = ops.stack(hs, axis=1) if layer.return_sequences else hs[-1]
+            loss = self._loss(output, targets)
+        grads = tape.gradient(loss, hs + cs)
+        norms = [np.linalg.norm(np.asarray(g, np.float64)) if g is not None else 0.0 for g in grads]
+        return loss, norms[: len(hs)], (norms[len(hs) :] or None)
+
+
 def gradient_flow(
     model: keras.Model,
     inputs,
@@ -119,50 +273,9 @@ def gradient_flow(
     layer=None,
     mask=None,
 ) -> dict[str, np.ndarray]:
-    """‖∂L/∂h_t‖ (and ‖∂L/∂c_t‖ for LSTMs) for every step t of one recurrent layer.
+    """‖∂L/∂h_t‖ (and ‖∂L/∂c_t‖ for LSTMs) for every step t of one recurrent layer, once.
 
-    The derivative is the total one: through every later step and the rest of the model, the
-    quantity the vanishing-gradient arguments are about. Norms are Frobenius norms over the
-    batch and the units of the gradient of the (mean) loss.
-
-    Args:
-        model: A built `keras.Sequential` or single-path functional model.
-        inputs, targets: One batch.
-        loss_fn: `loss_fn(targets, predictions)` → scalar or per-example losses.
-        layer: The recurrent layer to probe (ours, or any Keras RNN such as SimpleRNN);
-            default the first lstm_keras layer in `model`.
-        mask: Optional boolean `(batch, timesteps)` for padded inputs; by default the mask
-            the layer receives in a functional model (e.g. from `Embedding(mask_zero=True)`).
-
-    Returns:
-        `{"h": (T,), "c": (T,)}` (no `"c"` for a GRU), indexed by processing step, plus
-        `"loss"`, the loss value.
+    `GradientFlow(model, loss_fn, layer)(inputs, targets, mask)`: see `GradientFlow` (which a
+    caller probing the same model repeatedly keeps, so that it is traced once).
     """
-    if keras.backend.backend() != "tensorflow":
-        raise NotImplementedError(
-            f"gradient_flow supports the 'tensorflow' backend; got {keras.backend.backend()!r}."
-        )
-    import tensorflow as tf
-
-    if layer is None:
-        layer = next(lyr for lyr in model.layers if isinstance(getattr(lyr, "cell", None), GatedCell))
-    cell = _recurrent_cell(layer)
-    before, after = _split_model(model, layer)
-    x = before(ops.convert_to_tensor(inputs))
-    if isinstance(x, (list, tuple)):  # a functional layer input carries its mask along
-        x, carried = x
-        mask = carried if mask is None else mask
-    with tf.GradientTape() as tape:
-        hs, cs = [], []
-        for h, states, _ in _unroll(cell, x, go_backwards=layer.go_backwards, mask=mask):
-            hs.append(h)
-            if len(states) > 1:
-                cs.append(states[1])
-        output = ops.stack(hs, axis=1) if layer.return_sequences else hs[-1]
-        loss = ops.mean(loss_fn(ops.convert_to_tensor(targets), after(output)))
-    grads = tape.gradient(loss, hs + cs)
-    norms = [float(np.linalg.norm(g.numpy())) if g is not None else 0.0 for g in grads]
-    result = {"h": np.array(norms[: len(hs)]), "loss": float(loss)}
-    if cs:
-        result["c"] = np.array(norms[len(hs) :])
-    return result
+    return GradientFlow(model, loss_fn, layer=layer)(inputs, targets, mask=mask)

@@ -213,10 +213,12 @@ class LSTMCell(GatedCell):
         a = pre[name] + peephole[name] * c if name in peephole else pre[name]
         return self.gate_activation(a)
 
-    def recurrent_step(self, x_proj, states, training=False, weights: dict | None = None):
+    def recurrent_step(self, x_proj, states, training=False, weights: dict | None = None, c_shift=None):
         """One step from projected inputs. Returns (h, new_states, gates).
 
-        `weights`: `step_weights()` as tensors; default: read this cell's variables."""
+        `weights`: `step_weights()` as tensors; default: read this cell's variables.
+        `c_shift`: added to c_t before anything reads it (diagnostics.GradientFlow's zero ε_t,
+        whose gradient is the total ∂L/∂c_t); None: nothing added."""
         w = weights or self.step_weights()
         h_prev, c_prev = states[0], states[1]
         z = x_proj + ops.matmul(self._drop_recurrent(h_prev, training), w["recurrent_kernel"])
@@ -232,6 +234,7 @@ class LSTMCell(GatedCell):
         f = 1.0 - i if self.variant.forget_gate == COUPLED else self._gate("f", pre, c_prev, p)
         g = self.candidate_activation(pre["c"])
         c = times(f, c_prev) + times(i, g)
+        c = c if c_shift is None else c + c_shift
         o = self._gate("o", pre, c, p)
         h = times(o, self.output_activation(c))
 

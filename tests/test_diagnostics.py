@@ -85,3 +85,86 @@ def test_forget_bias_slows_gradient_decay(rng):
         flow = lk.gradient_flow(model, x, y, keras.losses.mean_squared_error)
         ratios[fb] = flow["h"][0] / flow["h"][-1]
     assert ratios[5.0] > 100 * ratios[0.0]
+
+
+def _unrolled_flow(model, layer, x, y, loss_fn, mask=None):
+    """The straightforward reference: a Python-unrolled eager pass, the tape asked for ∂L/∂h_t
+    of every step's own tensor."""
+    import tensorflow as tf
+
+    from lstm_keras.diagnostics import _recurrent_cell, _split_model, _unroll
+
+    before, after = _split_model(model, layer)
+    features = before(tf.constant(x))
+    if isinstance(features, (list, tuple)):
+        features, mask = features
+    with tf.GradientTape() as tape:
+        hs, cs = [], []
+        for h, states, _ in _unroll(
+            _recurrent_cell(layer), features, go_backwards=layer.go_backwards, mask=mask
+        ):
+            hs.append(h)
+            cs.extend(states[1:2])
+        output = keras.ops.stack(hs, axis=1) if layer.return_sequences else hs[-1]
+        loss = keras.ops.mean(loss_fn(tf.constant(y), after(output)))
+    grads = tape.gradient(loss, hs + cs)
+    norms = np.array([0.0 if g is None else np.linalg.norm(g.numpy().astype(np.float64)) for g in grads])
+    return {"h": norms[: len(hs)], "c": norms[len(hs) :], "loss": float(loss)}
+
+
+def _sequential(layer, steps=T):
+    return keras.Sequential([keras.Input((steps, F)), layer, keras.layers.Dense(1)])
+
+
+CASES = {
+    "lstm-vanilla-backwards": lambda: _sequential(lk.LSTM(U, variant="vanilla", go_backwards=True)),
+    "lstm-FGR-sequences": lambda: _sequential(lk.LSTM(U, variant="FGR", return_sequences=True)),
+    "gru-cho2014": lambda: _sequential(lk.GRU(U, variant="cho2014")),
+    "simple_rnn": lambda: _sequential(keras.layers.SimpleRNN(U)),
+    "keras_lstm": lambda: _sequential(keras.layers.LSTM(U)),
+}
+
+
+@pytest.mark.tf_only
+@pytest.mark.parametrize("case", list(CASES))
+def test_one_backward_pass_equals_the_unrolled_per_step_gradients(case, rng):
+    model = CASES[case]()
+    layer = model.layers[0]
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in model.get_weights()])
+    x = rng.normal(size=(4, T, F)).astype("float32")
+    y = rng.normal(size=(4, T, 1) if layer.return_sequences else (4, 1)).astype("float32")
+    loss_fn = keras.losses.mean_squared_error
+    probe = lk.GradientFlow(model, loss_fn, layer=layer)
+    flow, reference = probe(x, y), _unrolled_flow(model, layer, x, y, loss_fn)
+    np.testing.assert_allclose(flow["h"], reference["h"], rtol=1e-4)
+    assert ("c" in flow) == (len(reference["c"]) > 0)
+    if "c" in flow:
+        np.testing.assert_allclose(flow["c"], reference["c"], rtol=1e-4)
+    assert flow["loss"] == pytest.approx(reference["loss"], rel=1e-6)
+    # Called again on other data: the same traced function, the same answer as the reference.
+    x2 = rng.normal(size=x.shape).astype("float32")
+    np.testing.assert_allclose(
+        probe(x2, y)["h"], _unrolled_flow(model, layer, x2, y, loss_fn)["h"], rtol=1e-4
+    )
+    # One trace serves every call; a Keras LSTMCell (no ε inside its step) is unrolled eagerly.
+    assert probe.one_pass == (case != "keras_lstm")
+    assert probe._traced.experimental_get_tracing_count() == int(probe.one_pass)
+
+
+@pytest.mark.tf_only
+def test_a_padding_mask_from_the_embedding_carries_states_over(rng):
+    tokens = keras.Input((T,), dtype="int32")
+    layer = lk.LSTM(U)
+    x = keras.layers.Embedding(7, F, mask_zero=True)(tokens)
+    model = keras.Model(tokens, keras.layers.Dense(1)(layer(x)))
+    ids = rng.integers(1, 7, size=(4, T))
+    ids[:, T // 2 :] = 0  # the second half is padding
+    y = rng.normal(size=(4, 1)).astype("float32")
+    loss_fn = keras.losses.mean_squared_error
+    flow = lk.gradient_flow(model, ids, y, loss_fn, layer=layer)
+    reference = _unrolled_flow(model, layer, ids, y, loss_fn)
+    np.testing.assert_allclose(flow["h"], reference["h"], rtol=1e-4)
+    # c_t past the padding start is read by nothing (h is carried, not recomputed from it).
+    assert np.all(flow["c"][: T // 2] > 0) and np.all(flow["c"][T // 2 :] == 0)
+    # Padded steps pass h through unchanged: the gradient reaching them is the final one.
+    np.testing.assert_allclose(flow["h"][T // 2 :], flow["h"][-1], rtol=1e-6)
