@@ -13,8 +13,9 @@ from experiments.sweep_spec import load
 
 pytestmark = pytest.mark.tf_only
 
-# Long enough (early_stop off) that a trial is still training when its node is killed.
-BASE = {"units": 8, "batch_size": 8, "steps": 100, "eval_every": 20, "probe_batch": 4}
+# Long enough (early_stop off) that a trial is still training when its node is killed: the
+# watcher polls every 0.5 s, and 100 steps of this model took less than that here.
+BASE = {"units": 8, "batch_size": 8, "steps": 600, "eval_every": 20, "probe_batch": 4}
 
 
 def _spec(tmp_path, study: str):
