@@ -199,13 +199,13 @@ def with_constants(client, raw: pd.DataFrame) -> pd.DataFrame:
     its config.json artifact, so a configuration is described by every parameter it ran with."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from experiments.tracking import run_params
+    from experiments.tracking import config_params
 
     if raw.empty or "status" not in raw:
         return raw
     rows = raw.index[raw["status"] == "FINISHED"]
     with ThreadPoolExecutor(8) as pool:  # one small download per run; I/O-bound
-        full = list(pool.map(lambda i: run_params(client, client.get_run(raw.at[i, "run_id"])), rows))
+        full = list(pool.map(lambda i: config_params(client, raw.at[i, "run_id"]), rows))
     filled = pd.DataFrame(
         [{f"params.{k}": v for k, v in p.items()} for p in full], index=rows, dtype=object
     ).reindex(raw.index)

@@ -144,16 +144,20 @@ def log_json(recorder: Recorder, payload: dict, name: str) -> None:
     recorder.log_artifact(name, lambda path: path.write_text(text))
 
 
-def run_params(client, run) -> dict[str, str]:
-    """Every parameter a run trained with: its config.json artifact's (a sweep child logs only
-    what varies as MLflow params), under the params it logged; the logged params alone when the
-    artifact is missing or unreadable (a run that failed before writing it)."""
+def config_params(client, run_id: str) -> dict[str, str]:
+    """The parameters in a run's config.json artifact ({} when it is missing or unreadable: a
+    run that failed before writing it, or an artifact store out of reach)."""
     import tempfile
 
     try:
         with tempfile.TemporaryDirectory() as where:
-            path = client.download_artifacts(run.info.run_id, "config.json", where)
-            full = json.loads(Path(path).read_text()).get("params", {})
-    except Exception:  # no such artifact, or an artifact store out of reach
-        full = {}
-    return {**{k: str(v) for k, v in full.items()}, **run.data.params}
+            path = client.download_artifacts(run_id, "config.json", where)
+            return {k: str(v) for k, v in json.loads(Path(path).read_text()).get("params", {}).items()}
+    except Exception:
+        return {}
+
+
+def run_params(client, run) -> dict[str, str]:
+    """Every parameter a run trained with: its config.json's (a sweep child logs only what varies
+    as MLflow params), under the params it logged."""
+    return {**config_params(client, run.info.run_id), **run.data.params}

@@ -217,15 +217,13 @@ class GradientFlow:
                 def carry(new, old):  # keras.layers.RNN's masking: a padded step keeps the old state
                     return keep * new + (1.0 - keep) * old
 
-                if isinstance(cell, LSTMCell):  # ε_t joins c_t inside the step, before h_t reads it
-                    step = cell.recurrent_step(cell.project_inputs(x_t), states, c_shift=push_c.read(t))
-                    h, new_states = step[0], list(step[1])
-                elif isinstance(cell, GatedCell):
-                    h, new_states, _ = cell.recurrent_step(cell.project_inputs(x_t), states)
-                    new_states = list(new_states) if isinstance(new_states, (list, tuple)) else [new_states]
+                if isinstance(cell, GatedCell):
+                    # In an LSTM, ε_t joins c_t inside the step, before h_t reads it.
+                    shift = {"c_shift": push_c.read(t)} if isinstance(cell, LSTMCell) else {}
+                    h, new_states, _ = cell.recurrent_step(cell.project_inputs(x_t), states, **shift)
                 else:
                     h, new_states = cell(x_t, states, training=False)
-                    new_states = list(new_states) if isinstance(new_states, (list, tuple)) else [new_states]
+                new_states = list(new_states) if isinstance(new_states, (list, tuple)) else [new_states]
                 h = carry(h, states[0]) + push_h.read(t)  # h_t + ε_t
                 rest = [carry(n, o) for n, o in zip(new_states[1:], states[1:])]
                 if has_c:  # a masked step carries c_{t-1} over: ε_t joins it there
