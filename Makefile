@@ -18,7 +18,13 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
-setup: $(VENV)/.installed
+# The fused RNN kernel (C++), compiled once per machine and TensorFlow version; without a
+# compiler the layers use the tf_while engine instead (this step then only says so).
+$(VENV)/.kernel: lstm_keras/kernels/fused_rnn.cc $(VENV)/.installed
+	$(BIN)/python -m lstm_keras.fused_engine build
+	touch $@
+
+setup: $(VENV)/.installed $(VENV)/.kernel
 
 run: setup
 	$(BIN)/mlflow run . --env-manager local

@@ -68,30 +68,32 @@ def build_model(shape: Shape, recurrent_layer):
 
 
 def contenders(shape: Shape, variants: list[str]) -> dict:
-    """name → (reference name, layer factory). Our layers (default engine, and `-plain`:
-    engine="keras", i.e. keras.layers.RNN) are compared with their built-in; variants with ours."""
+    """name → (reference name, layer factory). Our layers on the default engine (the fused
+    kernel), `-while` (engine="tf_while") and `-plain` (engine="keras", i.e. keras.layers.RNN)
+    are compared with their built-in; variants (which run on tf_while) with ours on tf_while."""
     import keras
 
     import lstm_keras as lk
 
     seq = shape.per_step
-    out = {
-        "keras.LSTM": ("keras.LSTM", lambda: keras.layers.LSTM(shape.units, return_sequences=seq)),
-        "LSTM": ("keras.LSTM", lambda: lk.LSTM(shape.units, return_sequences=seq)),
-        "LSTM-plain": ("keras.LSTM", lambda: lk.LSTM(shape.units, return_sequences=seq, engine="keras")),
-        "keras.GRU": ("keras.GRU", lambda: keras.layers.GRU(shape.units, return_sequences=seq)),
-        "GRU": ("keras.GRU", lambda: lk.GRU(shape.units, return_sequences=seq)),
-        "GRU-plain": ("keras.GRU", lambda: lk.GRU(shape.units, return_sequences=seq, engine="keras")),
-    }
+    out = {}
+    for kind, builtin, ours in (("LSTM", keras.layers.LSTM, lk.LSTM), ("GRU", keras.layers.GRU, lk.GRU)):
+        ref = f"keras.{kind}"
+        out[ref] = (ref, lambda b=builtin: b(shape.units, return_sequences=seq))
+        for suffix, engine in (("", "auto"), ("-while", "tf_while"), ("-plain", "keras")):
+            out[f"{kind}{suffix}"] = (
+                ref,
+                lambda o=ours, e=engine: o(shape.units, return_sequences=seq, engine=e),
+            )
     for v in variants:
         if v in lk.LSTM_VARIANTS:
             fb = None if not lk.LSTM_VARIANTS[v].has_forget_gate else 1.0
             out[f"LSTM/{v}"] = (
-                "LSTM",
+                "LSTM-while",
                 lambda v=v, fb=fb: lk.LSTM(shape.units, variant=v, forget_bias=fb, return_sequences=seq),
             )
         else:
-            out[f"GRU/{v}"] = ("GRU", lambda v=v: lk.GRU(shape.units, variant=v, return_sequences=seq))
+            out[f"GRU/{v}"] = ("GRU-while", lambda v=v: lk.GRU(shape.units, variant=v, return_sequences=seq))
     return out
 
 
@@ -122,6 +124,14 @@ def gemm_probe(shape: Shape, kind: str, repeats: int = 50):
         return acc
 
     return products, repeats * 2 * shape.batch * width * GATES[kind] * shape.units
+
+
+def _engine(model) -> str:
+    """Which engine the model's recurrent layer trains on ("builtin" for Keras's own layers)."""
+    import keras
+
+    layer = next(layer for layer in model.layers if isinstance(layer, keras.layers.RNN))
+    return layer.engine_used(training=True) if hasattr(layer, "engine_used") else "builtin"
 
 
 def _kind(name: str) -> str | None:
@@ -172,6 +182,7 @@ def run_shape(shape: Shape, variants: list[str], rounds: int, steps: int, seed: 
                 "steps_per_s": medians[name],
                 "ratio": medians[name] / medians[ref],
                 "params": models[name].count_params(),
+                "engine": _engine(models[name]),
                 # Share of the per-step GEMM peak the whole training step reaches on the
                 # recurrent products alone (embedding, head and optimizer not counted).
                 "gemm_share": medians[name] * recurrent_flops(shape, kind) / peak[kind] if kind else None,
@@ -182,12 +193,14 @@ def run_shape(shape: Shape, variants: list[str], rounds: int, steps: int, seed: 
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = [f"{'shape':8} {'layer':14} {'steps/s':>8} {'ratio':>6}  vs {'':12} {'params':>8} gemm%"]
+    lines = [
+        f"{'shape':8} {'layer':14} {'engine':8} {'steps/s':>8} {'ratio':>6}  vs {'':12} {'params':>8} gemm%"
+    ]
     for r in rows:
         share = f"{100 * r['gemm_share']:5.0f}" if r.get("gemm_share") else ""
         lines.append(
-            f"{r['shape']:8} {r['layer']:14} {r['steps_per_s']:8.2f} {r['ratio']:6.2f}  vs "
-            f"{r['reference']:12} {r['params']:8d} {share}"
+            f"{r['shape']:8} {r['layer']:14} {r.get('engine', ''):8} {r['steps_per_s']:8.2f} "
+            f"{r['ratio']:6.2f}  vs {r['reference']:12} {r['params']:8d} {share}"
         )
     peaks = {
         r["layer"].removeprefix("keras."): r["gemm_peak_gflops"] for r in rows if r.get("gemm_peak_gflops")
@@ -248,12 +261,14 @@ def markdown_table(metrics: dict[str, float]) -> str:
             return "–"
         return f"{ratio:.2f}×" + (f" ({100 * share:.0f} %)" if share is not None else "")
 
-    head = ["shape", "LSTM (lean)", "LSTM (plain)", "GRU (lean)", "GRU (plain)", *variants]
+    layers = {"LSTM": "fused", "LSTM-while": "tf_while", "LSTM-plain": "plain"}
+    layers.update({k.replace("LSTM", "GRU"): v for k, v in layers.items()})
+    head = ["shape", *(f"{k.split('-')[0]} ({v})" for k, v in layers.items()), *variants]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for shape in shapes:
         sh = SHAPES[shape]
         desc = f"{shape} (B{sh.batch}, T{sh.seq_len}, {sh.units} units)"
-        row = [desc, *(cell(shape, layer) for layer in ("LSTM", "LSTM-plain", "GRU", "GRU-plain", *variants))]
+        row = [desc, *(cell(shape, layer) for layer in (*layers, *variants))]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

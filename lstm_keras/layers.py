@@ -1,10 +1,12 @@
-"""LSTM and GRU sequence layers: `keras.layers.RNN` over our cells, or the lean TF engine.
+"""LSTM and GRU sequence layers: `keras.layers.RNN` over our cells, or a faster TF engine.
 
 Measured on the 2-core CPU (experiments.benchmark, copy shape): hoisting the input projection
 W x + b out of the time loop made training *slower* (0.65x the built-in, against 0.95x for the
 plain per-step cell), because the loop then carries a (T, B, 4·units) tensor and its gradient
 instead of (T, B, features). So the layers run the cell step by step, as Keras does; on the
-TensorFlow backend, in their own `tf.while_loop` (lstm_keras/tf_engine.py) wherever it applies.
+TensorFlow backend, in their own `tf.while_loop` (lstm_keras/tf_engine.py) wherever it applies,
+and Keras's own LSTM/GRU math in one C++ op for the whole sequence (lstm_keras/fused_engine.py),
+where the input projection is hoisted for free because nothing is carried through a TF loop.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from lstm_keras.lstm_cell import LSTMCell
 
 # Arguments that belong to the layer itself; everything else configures the cell.
 _LAYER_KWARGS = {"name", "dtype", "trainable", "autocast", "input_shape", "batch_size", "input_dim"}
-ENGINES = ("auto", "keras", "tf_while")
+ENGINES = ("auto", "keras", "tf_while", "fused")
 # Cell steps written out per iteration of the lean engine's loop (measured: experiments.benchmark).
 STEPS_PER_ITERATION = 4
 
@@ -67,6 +69,11 @@ class _GatedRNN(keras.layers.RNN):
         )
         self.use_cudnn = use_cudnn
         self.input_spec = keras.layers.InputSpec(ndim=3)
+        if self.engine in ("auto", "fused") and keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            # XLA cannot compile the fused op (CPU only): Keras then trains without jit_compile.
+            self.supports_jit = bool(tf.config.list_logical_devices("GPU"))
 
     @property
     def units(self) -> int:
@@ -86,8 +93,29 @@ class _GatedRNN(keras.layers.RNN):
 
         return tf_engine.unsupported_reason(self, mask, training)
 
+    def fused_engine_reason(self, mask=None, training=False) -> str | None:
+        """Why this call does not run on the fused C++ kernel (None: it does)."""
+        if self.engine in ("keras", "tf_while"):
+            return f"engine={self.engine!r}"
+        if keras.backend.backend() != "tensorflow":
+            return f"the {keras.backend.backend()} backend"
+        from lstm_keras import fused_engine
+
+        return fused_engine.unsupported_reason(self, mask, training)
+
+    def engine_used(self, mask=None, training=False) -> str:
+        """The engine this call runs on: "fused", "tf_while" or "keras" (`keras.layers.RNN`)."""
+        if self.fused_engine_reason(mask, training) is None:
+            return "fused"
+        return "tf_while" if self.lean_engine_reason(mask, training) is None else "keras"
+
     def call(self, sequences, initial_state=None, mask=None, training=False):
-        if self.lean_engine_reason(mask, training) is None:
+        engine = self.engine_used(mask, training)
+        if engine == "fused":
+            from lstm_keras import fused_engine
+
+            return fused_engine.run(self, sequences, initial_state)
+        if engine == "tf_while":
             from lstm_keras import tf_engine
 
             return tf_engine.run(self, sequences, initial_state, training, STEPS_PER_ITERATION)
@@ -120,10 +148,13 @@ class LSTM(_GatedRNN):
         return_sequences, return_state, go_backwards, stateful, unroll, zero_output_for_mask,
         activity_regularizer: as in `keras.layers.RNN`.
         use_cudnn: `"auto"` or `False`, accepted for compatibility with `keras.layers.LSTM`.
-        engine: `"auto"` (default): the lean `tf.while_loop` engine on the TensorFlow backend
-            where it applies (no mask, not stateful, no unroll, no dropout in training), else
-            `keras.layers.RNN`; `"tf_while"`: the same (a preference, with the same fallback);
-            `"keras"`: always `keras.layers.RNN`. Outputs and gradients do not depend on it.
+        engine: `"auto"` (default) and `"fused"`: on the TensorFlow backend and a CPU, the fused
+            C++ kernel for `variant="keras"` with σ gates and tanh (no mask, not stateful, no
+            unroll, no dropout in training, float32); else the lean `tf.while_loop` engine
+            where it applies (any variant, same conditions); else `keras.layers.RNN`.
+            `"tf_while"`: never the fused kernel. `"keras"`: always `keras.layers.RNN`.
+            Outputs and gradients do not depend on it (tested to 1e-5); `engine_used()` says
+            which one runs.
 
     Call arguments:
         sequences: A 3D tensor `(batch, timesteps, features)`.
@@ -153,10 +184,13 @@ class GRU(_GatedRNN):
         return_sequences, return_state, go_backwards, stateful, unroll, zero_output_for_mask,
         activity_regularizer: as in `keras.layers.RNN`.
         use_cudnn: `"auto"` or `False`, accepted for compatibility with `keras.layers.GRU`.
-        engine: `"auto"` (default): the lean `tf.while_loop` engine on the TensorFlow backend
-            where it applies (no mask, not stateful, no unroll, no dropout in training), else
-            `keras.layers.RNN`; `"tf_while"`: the same (a preference, with the same fallback);
-            `"keras"`: always `keras.layers.RNN`. Outputs and gradients do not depend on it.
+        engine: `"auto"` (default) and `"fused"`: on the TensorFlow backend and a CPU, the fused
+            C++ kernel for `variant="keras"` with σ gates and tanh (no mask, not stateful, no
+            unroll, no dropout in training, float32); else the lean `tf.while_loop` engine
+            where it applies (any variant, same conditions); else `keras.layers.RNN`.
+            `"tf_while"`: never the fused kernel. `"keras"`: always `keras.layers.RNN`.
+            Outputs and gradients do not depend on it (tested to 1e-5); `engine_used()` says
+            which one runs.
 
     Call arguments:
         sequences: A 3D tensor `(batch, timesteps, features)`.

@@ -13,16 +13,22 @@ def test_benchmark_reports_each_contender_against_its_builtin():
     assert set(by_layer) == {
         "keras.LSTM",
         "LSTM",
+        "LSTM-while",
         "LSTM-plain",
         "keras.GRU",
         "GRU",
+        "GRU-while",
         "GRU-plain",
         "LSTM/NFG",
         "GRU/cho2014",
     }
     assert by_layer["keras.LSTM"]["ratio"] == 1.0
     assert by_layer["LSTM"]["reference"] == "keras.LSTM"
-    assert by_layer["LSTM/NFG"]["reference"] == "LSTM"
+    assert by_layer["LSTM/NFG"]["reference"] == "LSTM-while"
+    engines = {name: r["engine"] for name, r in by_layer.items()}
+    assert engines["LSTM"] == engines["GRU"] == "fused"  # the default engine, on this machine
+    assert engines["LSTM-while"] == engines["LSTM/NFG"] == engines["GRU/cho2014"] == "tf_while"
+    assert engines["LSTM-plain"] == "keras" and engines["keras.GRU"] == "builtin"
     assert by_layer["LSTM"]["params"] == by_layer["keras.LSTM"]["params"]
     assert all(r["steps_per_s"] > 0 for r in rows)
     assert "LSTM/NFG" in benchmark.format_table(rows)
@@ -66,12 +72,18 @@ def test_readme_table_is_built_from_a_runs_metrics():
     metrics = {
         "ratio.copy.LSTM": 1.01,
         "gemm_share.copy.LSTM": 0.51,
+        "ratio.copy.LSTM-while": 1.04,
         "ratio.copy.LSTM-plain": 0.96,
         "ratio.copy.GRU": 1.29,
         "ratio.copy.LSTM/NFG": 1.16,
         "gemm_share.copy.LSTM/NFG": 0.59,  # a variant's share is not shown (fewer products)
     }
     table = benchmark.markdown_table(metrics).splitlines()
-    assert table[0] == "| shape | LSTM (lean) | LSTM (plain) | GRU (lean) | GRU (plain) | LSTM/NFG |"
+    assert table[0] == (
+        "| shape | LSTM (fused) | LSTM (tf_while) | LSTM (plain) | GRU (fused) | GRU (tf_while) | GRU (plain)"
+        " | LSTM/NFG |"
+    )
     assert len(table) == 3  # header, rule, copy: adding and char_lm were not run
-    assert table[2] == "| copy (B128, T120, 128 units) | 1.01× (51 %) | 0.96× | 1.29× | – | 1.16× |"
+    assert (
+        table[2] == "| copy (B128, T120, 128 units) | 1.01× (51 %) | 1.04× | 0.96× | 1.29× | – | – | 1.16× |"
+    )

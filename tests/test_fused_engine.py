@@ -1,0 +1,174 @@
+"""The fused C++ kernel computes exactly what keras.layers.RNN and Keras's built-ins compute,
+or steps aside with its reason."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import lstm_keras as lk
+from lstm_keras import fused_engine
+
+pytestmark = pytest.mark.tf_only
+
+B, T, F, U = 5, 9, 4, 6
+KINDS = [lk.LSTM, lk.GRU]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _kernel():
+    if fused_engine.library() is None:
+        pytest.fail(fused_engine.unavailable_reason())  # setup builds it: a missing kernel is a bug
+
+
+def _layers(cls, rng, engines=("keras", "fused"), **options):
+    layers = [cls(U, engine=e, **options) for e in engines]
+    for layer in layers:
+        layer.build((B, T, F))
+    # Random non-zero weights everywhere, biases included, so every term counts.
+    weights = [rng.normal(0, 0.5, w.shape).astype("float32") for w in layers[0].get_weights()]
+    for layer in layers:
+        layer.set_weights(weights)
+    return layers
+
+
+def _outputs_and_grads(layer, x, initial_state=None):
+    x = tf.convert_to_tensor(x)
+    watched = [x, *(initial_state or [])]
+    with tf.GradientTape() as tape:
+        tape.watch(watched)
+        out = layer(x, initial_state=initial_state)
+        # Every output enters the loss non-linearly, so each output's gradient path is checked.
+        loss = sum(tf.reduce_sum(tf.sin(3.0 * t)) for t in tf.nest.flatten(out))
+    return tf.nest.flatten(out), tape.gradient(loss, [*watched, *layer.trainable_weights])
+
+
+def _assert_same(a, b, rtol=1e-6):
+    (out_a, grad_a), (out_b, grad_b) = a, b
+    assert len(out_a) == len(out_b) and len(grad_a) == len(grad_b)
+    for p, q in zip(out_a + grad_a, out_b + grad_b, strict=True):
+        np.testing.assert_allclose(p.numpy(), q.numpy(), atol=1e-5, rtol=rtol)
+
+
+@pytest.mark.parametrize("cls", KINDS)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"return_sequences": True, "return_state": True},
+        {"go_backwards": True},
+        {"return_sequences": True, "go_backwards": True},
+        {"use_bias": False, "return_state": True},
+    ],
+    ids=["sequences+state", "backwards", "sequences+backwards", "no-bias"],
+)
+def test_outputs_and_gradients_equal_the_keras_rnn_path(cls, options, rng):
+    plain, fused = _layers(cls, rng, **options)
+    assert plain.engine_used() == "keras" and fused.engine_used() == "fused"
+    x = rng.normal(size=(B, T, F)).astype("float32")
+    _assert_same(_outputs_and_grads(plain, x), _outputs_and_grads(fused, x))
+
+
+@pytest.mark.parametrize("cls", KINDS)
+def test_initial_state_gets_its_gradient(cls, rng):
+    plain, fused = _layers(cls, rng, return_sequences=True, return_state=True)
+    n_states = 2 if cls is lk.LSTM else 1
+    state = [tf.constant(rng.normal(size=(B, U)).astype("float32")) for _ in range(n_states)]
+    x = rng.normal(size=(B, T, F)).astype("float32")
+    _assert_same(_outputs_and_grads(plain, x, state), _outputs_and_grads(fused, x, state))
+
+
+@pytest.mark.parametrize(("ours", "builtin"), [(lk.LSTM, keras.layers.LSTM), (lk.GRU, keras.layers.GRU)])
+def test_equals_keras_builtin_with_copied_weights_over_a_long_sequence(ours, builtin, rng):
+    """Golden reference: Keras's own layer, 200 steps, batch large enough to be split over threads."""
+    x = rng.normal(size=(64, 200, F)).astype("float32")
+    reference = builtin(U, return_sequences=True)
+    reference.build(x.shape)
+    reference.set_weights([rng.normal(0, 0.3, w.shape).astype("float32") for w in reference.get_weights()])
+    fused = ours(U, return_sequences=True)
+    fused.build(x.shape)
+    fused.set_weights(reference.get_weights())
+    assert fused.engine_used() == "fused"
+    # Weight gradients sum 12,800 step terms of size ~1e3: float32 order differences are relative.
+    _assert_same(_outputs_and_grads(reference, x), _outputs_and_grads(fused, x), rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", KINDS)
+def test_inside_tf_function_with_unknown_batch_and_length(cls, rng):
+    plain, fused = _layers(cls, rng, return_sequences=True, return_state=True)
+    spec = tf.TensorSpec((None, None, F), tf.float32)
+    traced = [
+        tf.function(lambda x, layer=layer: _outputs_and_grads(layer, x), input_signature=[spec])
+        for layer in (plain, fused)
+    ]
+    for length in (1, T):
+        x = tf.constant(rng.normal(size=(B, length, F)).astype("float32"))
+        _assert_same(traced[0](x), traced[1](x))
+
+
+@pytest.mark.parametrize(
+    ("options", "call", "reason", "engine"),
+    [
+        ({"engine": "tf_while"}, {}, "engine='tf_while'", "tf_while"),
+        ({"variant": "vanilla"}, {}, "variant='vanilla' (the kernel computes variant='keras')", "tf_while"),
+        ({"gate_activation": "hard_sigmoid"}, {}, "gate_activation is not 'sigmoid'", "tf_while"),
+        ({"candidate_activation": "relu"}, {}, "candidate_activation is not 'tanh'", "tf_while"),
+        ({"output_activation": "linear"}, {}, "output_activation is not 'tanh'", "tf_while"),
+        ({"dtype": "mixed_bfloat16"}, {}, "compute dtype bfloat16 (the kernel is float32)", "tf_while"),
+        ({}, {"mask": np.ones((B, T), bool)}, "a mask", "keras"),
+        ({"dropout": 0.2}, {"training": True}, "dropout in training", "keras"),
+    ],
+)
+def test_steps_aside_with_its_reason(options, call, reason, engine, rng):
+    layer = lk.LSTM(U, **options)
+    mask, training = call.get("mask"), call.get("training", False)
+    assert layer.fused_engine_reason(mask, training) == reason
+    assert layer.engine_used(mask, training) == engine
+    x = rng.normal(size=(B, T, F)).astype("float32")
+    assert layer(x, **call).shape == (B, U)
+
+
+def test_fit_lowers_the_loss_and_a_saved_model_reloads_on_the_fused_kernel(rng, tmp_path):
+    x = rng.normal(size=(64, T, F)).astype("float32")
+    y = x[:, :3, :].sum(axis=(1, 2))[:, None]  # depends on the earliest steps only
+    model = keras.Sequential(
+        [keras.Input((T, F)), lk.LSTM(16, return_sequences=True), lk.GRU(8), keras.layers.Dense(1)]
+    )
+    assert [layer.engine_used() for layer in model.layers[:2]] == ["fused", "fused"]
+    model.compile(keras.optimizers.Adam(0.02), "mse")
+    assert not model.jit_compile  # XLA cannot compile the fused op
+    history = model.fit(x, y, epochs=30, batch_size=32, verbose=0).history["loss"]
+    assert history[-1] < 0.5 * history[0]
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    assert again.layers[0].engine == "auto" and again.layers[0].engine_used() == "fused"
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_without_a_compiler_the_layers_fall_back_and_say_why(tmp_path):
+    """A fresh kernel cache and no compiler: the layer runs on the lean engine, naming the cause."""
+    script = (
+        "import numpy as np, lstm_keras as lk\n"
+        "layer = lk.LSTM(3)\n"
+        "print(layer.engine_used()); print(layer.fused_engine_reason())\n"
+        "print(layer(np.ones((2, 4, 1), 'float32')).shape)\n"
+    )
+    env = {**os.environ, "LSTM_KERAS_KERNEL_CACHE": str(tmp_path), "CXX": "no-such-compiler++"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    engine, reason, shape = result.stdout.strip().splitlines()[-3:]
+    assert engine == "tf_while"
+    assert reason == "the fused kernel is not available: no C++ compiler 'no-such-compiler++' (set CXX)"
+    assert shape == "(2, 3)"
+    assert not list(tmp_path.glob("*.so"))  # nothing half-built left behind
+
+
+def test_build_is_cached_by_source_and_tensorflow_version():
+    path = fused_engine.library_path()
+    assert path.exists() and f"tf{tf.__version__}" in path.name
+    assert fused_engine.build() == path  # already built: no recompilation
