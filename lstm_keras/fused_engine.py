@@ -153,7 +153,7 @@ def unsupported_reason(layer, mask, training) -> str | None:
 
 def _register_gradients(lib) -> None:
     def previous_states(h0, h):
-        return tf.concat([h0[None], h[:-1]], axis=0)  # h_{t-1} for t = 1 … T
+        return tf.concat([h0[:, None], h[:, :-1]], axis=1)  # h_{t-1} for t = 1 … T, batch-major
 
     def weight_gradient(h0, h, dz):
         """Σ_t h_{t-1}ᵀ ∂L/∂z_t as one product over every step."""
@@ -186,27 +186,25 @@ def run(layer, sequences, initial_state):
     weights = tree.map_structure(
         lambda w: None if w is None else tf.convert_to_tensor(w), cell.step_weights()
     )
-    inputs = tf.transpose(sequences, [1, 0, 2])  # time-major
-    if layer.go_backwards:
-        inputs = tf.reverse(inputs, [0])
-    steps, batch = tf.shape(inputs)[0], tf.shape(inputs)[1]
-    # W x + b for every step in one product.
+    inputs = tf.reverse(sequences, [1]) if layer.go_backwards else sequences
+    batch, steps = tf.shape(inputs)[0], tf.shape(inputs)[1]
+    # W x + b for every step in one product; everything stays batch-major (B, T, ·).
     xp = cell.project_inputs(tf.reshape(inputs, [-1, inputs.shape[-1]]), weights=weights)
-    xp = tf.reshape(xp, [steps, batch, xp.shape[-1]])
+    xp = tf.reshape(xp, [batch, steps, xp.shape[-1]])
     if initial_state is None:
         initial_state = cell.get_initial_state(batch_size=batch)
     states = [tf.convert_to_tensor(s, sequences.dtype) for s in tf.nest.flatten(initial_state)]
     if isinstance(cell, LSTMCell):
         h, c, _ = lib.lstm_sequence(xp, weights["recurrent_kernel"], states[0], states[1])
-        final = [h[-1], c[-1]]
+        final = [h[:, -1], c[:, -1]]
     else:
         _, recurrent_bias = cell._biases(weights["bias"])
         if recurrent_bias is None:
             recurrent_bias = tf.zeros([3 * cell.units], xp.dtype)
         h, _ = lib.gru_sequence(xp, weights["recurrent_kernel"], recurrent_bias, states[0])
-        final = [h[-1]]
-    output = tf.transpose(h, [1, 0, 2]) if layer.return_sequences else final[0]
-    if layer.return_sequences and sequences.shape[1] is not None:
+        final = [h[:, -1]]
+    output = h if layer.return_sequences else final[0]
+    if layer.return_sequences:
         output.set_shape([sequences.shape[0], sequences.shape[1], cell.units])
     if layer.return_state:
         return output, *final
