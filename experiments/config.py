@@ -24,7 +24,7 @@ CELLS = ("lstm", "gru", "rnn")  # rnn: Keras's SimpleRNN, the ungated baseline
 OPTIMIZERS = ("adam", "adamw", "nadam", "rmsprop", "sgd")
 # lstm_keras.layers.ENGINES (tested equal): the lstm/gru layers' loop. A SimpleRNN (cell rnn)
 # always runs keras.layers.RNN's, so a spec may set engine for all its cells.
-ENGINES = ("auto", "keras", "tf_while")
+ENGINES = ("auto", "keras", "tf_while", "fused")
 # keras.activations names plus lstm_keras's aliases (tests/test_config.py keeps this in step
 # with lstm_keras.activations.valid_activation_names()).
 ACTIVATIONS = [
@@ -125,7 +125,7 @@ class RunConfig:
     target: str = AUTO  # task metric value that counts as solved; auto: the task's
     data_dir: str = AUTO  # auto: $LSTM_KERAS_DATA, else the project's data/
     early_stop: bool = True  # stop once solved or diverged; the unspent budget is logged
-    engine: str = "auto"  # lstm/gru loop: auto (lean tf.while_loop where it applies) | keras | tf_while
+    engine: str = "auto"  # lstm/gru loop: auto (fused kernel, else tf.while_loop, else keras) | …
     log_model: bool = True
     probe_batch: int = 32  # examples for gate statistics and gradient flow
 

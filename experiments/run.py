@@ -151,6 +151,10 @@ def train_and_log(
             with _interrupt_flag() as interrupted:
                 outcome = trainer.run(on_eval, interrupted)
             results = summary(outcome, config, task)
+            # SimpleRNN (cell rnn) always runs keras.layers.RNN.
+            recorder.set_tags(
+                {"engine_used": getattr(trainer.layer, "engines_run", {}).get("training", "keras")}
+            )
             results["wall_time_s"] = time.perf_counter() - wall_start
             recorder.log_metrics(results)
             tracking.log_json(

@@ -69,6 +69,7 @@ class _GatedRNN(keras.layers.RNN):
         )
         self.use_cudnn = use_cudnn
         self.input_spec = keras.layers.InputSpec(ndim=3)
+        self.engines_run: dict[str, str] = {}
         if self.engine in ("auto", "fused") and keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
@@ -111,6 +112,8 @@ class _GatedRNN(keras.layers.RNN):
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         engine = self.engine_used(mask, training)
+        # What the last traced call ran, by mode (masks are only known here, at call time).
+        self.engines_run["training" if training else "inference"] = engine
         if engine == "fused":
             from lstm_keras import fused_engine
 

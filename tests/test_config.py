@@ -77,7 +77,7 @@ def test_strings_are_parsed_to_their_types_and_logged_back_verbatim():
         ({"learning_rate": "0"}, "learning_rate=0.0"),
         ({"steps": "1.5"}, "steps='1.5'"),
         ({"early_stop": "maybe"}, "early_stop='maybe'"),
-        ({"engine": "cudnn"}, "engine='cudnn'. Valid choices: auto, keras, tf_while"),
+        ({"engine": "cudnn"}, "engine='cudnn'. Valid choices: auto, keras, tf_while, fused"),
         ({"task": "adding", "variable_delay": "true"}, "variable_delay=true"),
         ({"task": "copy", "corpus": "ptb"}, "corpus='ptb'"),
         ({"task": "sentiment", "corpus": "tinyshakespeare"}, "corpus='tinyshakespeare'"),

@@ -73,6 +73,7 @@ def test_mlflow_run_logs_every_param_curve_summary_and_artifact(mlflow_run_store
     assert r.data.params["seq_len"] == "5" and r.data.params["task"] == "copy"
     tags = r.data.tags
     assert tags["mlflow.runName"] == "copy-T5 lstm/keras fb=1 tanh s0"
+    assert tags["engine_used"] == "fused"  # the default LSTM trains on the fused kernel
     for key in ("task", "cell", "variant", "git_commit", "data_checksum", "version.keras", "version.mlflow"):
         assert tags[key], key
     assert tags["version.tensorflow-cpu"] or tags["version.tensorflow"]
@@ -234,6 +235,8 @@ def test_char_lm_and_sentiment_train_on_the_real_corpora(tracking, shared_corpor
     assert 0.5 < sst2["metrics.baseline_accuracy"] < 0.6
     assert 0.0 <= sst2["metrics.final_val_accuracy"] <= 1.0 and "metrics.test_accuracy" in sst2
     assert sst2["tags.mlflow.runName"] == "sentiment-T12 gru/keras fb=none tanh s0"
+    # Padded sentences are masked: only keras.layers.RNN applies a mask.
+    assert (shakespeare["tags.engine_used"], sst2["tags.engine_used"]) == ("fused", "keras")
     assert np.isfinite(sst2["metrics.gate_z_mean"]) and np.isnan(sst2.get("metrics.gate_i_mean", np.nan))
 
 
@@ -244,6 +247,7 @@ def test_simple_rnn_and_an_input_width_gru_variant_run_with_gradient_flow(tracki
     assert np.isfinite(rnn["metrics.grad_flow_ratio_init"]) and rnn["metrics.grad_flow_ratio_init"] > 0
     assert not any(c.startswith("metrics.gate_") and not np.isnan(rnn[c]) for c in rnn.index)
     assert "metrics.gate_r_mean" in gru and gru["tags.variant"] == "MUT2"
+    assert (rnn["tags.engine_used"], gru["tags.engine_used"]) == ("keras", "tf_while")
 
 
 def test_early_stop_when_solved_logs_steps_to_solve_and_unspent_budget(tracking):
