@@ -1,4 +1,4 @@
-"""The fused engine: Keras's LSTM and GRU with all T steps in one C++ TensorFlow op.
+"""The fused engine: LSTM and GRU steps with all T steps in one C++ TensorFlow op.
 
 The lean `tf.while_loop` engine (tf_engine.py) still pays TensorFlow's fixed price per op, a
 dozen ops per step forwards and more backwards, which on a small CPU costs more than the step's
@@ -10,10 +10,11 @@ arithmetic. `kernels/fused_rnn.cc` runs the whole recurrence in one op per direc
     backward  ∂L/∂z_t for t = T … 1                  the op, step by step
               ∂R = Σ_t h_{t-1}ᵀ ∂L/∂z_t              one large product, TensorFlow
 
-It computes exactly Keras's cells (`variant="keras"` with σ gates and tanh), so it applies to
-the default `lstm_keras.LSTM` / `GRU` and anything it does not cover (other variants or
-activations, masks, dropout in training, a GPU, another dtype) runs on the lean engine or on
-`keras.layers.RNN`. The kernel is compiled once per machine and TensorFlow version with the
+The LSTM kernel takes the variant as attributes (gate modes learned / open / coupled,
+peepholes, candidate and output activation among `KERNEL_ACTIVATIONS`), so it covers every
+`LSTMVariant` but FGR's gate recurrence; the GRU kernel computes Keras's GRU (`variant="keras"`).
+Anything it does not cover (FGR, other GRU variants, other activations, σ replaced, masks,
+dropout in training, a GPU, another dtype) runs on the lean engine or on `keras.layers.RNN`. The kernel is compiled once per machine and TensorFlow version with the
 system's C++ compiler (`python -m lstm_keras.fused_engine build`, which `make setup` runs; else
 on first use) into `$LSTM_KERAS_KERNEL_CACHE` (default `~/.cache/lstm_keras`).
 
@@ -31,11 +32,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import keras
 import tensorflow as tf
 from keras import tree
 
 from lstm_keras import tf_engine
+from lstm_keras.activations import serialize_activation
 from lstm_keras.lstm_cell import LSTMCell
 
 SOURCE = Path(__file__).parent / "kernels" / "fused_rnn.cc"
@@ -125,30 +126,63 @@ def unavailable_reason() -> str | None:
     return _library_error
 
 
-def _is(fn, name: str) -> bool:
-    return fn is getattr(keras.activations, name)
+# Activations the kernel computes (and differentiates from their outputs) for φ and ψ.
+KERNEL_ACTIVATIONS = ("tanh", "linear", "relu", "sigmoid", "2sigmoid-1", "4sigmoid-2")
+
+
+def _activation_name(fn) -> str | None:
+    name = serialize_activation(fn)
+    return name if isinstance(name, str) else None
+
+
+def _cell_reason(cell) -> str | None:
+    """What of the cell's own configuration the kernel does not compute (None: it all is)."""
+    if isinstance(cell, LSTMCell):
+        if cell.variant.gate_recurrence:
+            return f"variant={cell.variant.name!r} (gate recurrence)"
+        supported = {"candidate_activation": KERNEL_ACTIVATIONS, "output_activation": KERNEL_ACTIVATIONS}
+    else:
+        if cell.variant.name != "keras":
+            return f"variant={cell.variant.name!r} (the GRU kernel computes variant='keras')"
+        supported = {"candidate_activation": ("tanh",)}
+    supported["gate_activation"] = ("sigmoid",)
+    for argument, choices in supported.items():
+        name = _activation_name(getattr(cell, argument))
+        if name not in choices:
+            return f"{argument}={name or 'a custom function'!r} (the kernel has {', '.join(choices)})"
+    return None
 
 
 def unsupported_reason(layer, mask, training) -> str | None:
     """Why the fused kernel cannot run this call (None: it can)."""
-    reason = tf_engine.unsupported_reason(layer, mask, training)
+    reason = tf_engine.unsupported_reason(layer, mask, training) or _cell_reason(layer.cell)
     if reason is not None:
         return reason
     cell = layer.cell
-    if cell.variant.name != "keras":
-        return f"variant={cell.variant.name!r} (the kernel computes variant='keras')"
-    activations = {"gate_activation": (cell.gate_activation, "sigmoid")}
-    activations["candidate_activation"] = (cell.candidate_activation, "tanh")
-    if hasattr(cell, "output_activation"):
-        activations["output_activation"] = (cell.output_activation, "tanh")
-    for argument, (fn, expected) in activations.items():
-        if not _is(fn, expected):
-            return f"{argument} is not {expected!r}"
     if cell.compute_dtype != "float32":
         return f"compute dtype {cell.compute_dtype} (the kernel is float32)"
     if tf.config.list_logical_devices("GPU"):
         return "a GPU (the kernel runs on the CPU; Keras's cuDNN layers are the GPU's fused kernels)"
     return unavailable_reason()
+
+
+LSTM_ATTRS = (
+    "input_gate",
+    "forget_gate",
+    "output_gate",
+    "peepholes",
+    "candidate_activation",
+    "output_activation",
+)
+
+
+def _slots(attrs: dict) -> list[str]:
+    """The pre-activations that own weights, in Keras's column order (LSTMVariant.slots)."""
+    return [
+        s
+        for s in "ifco"
+        if s == "c" or attrs[{"i": "input_gate", "f": "forget_gate", "o": "output_gate"}[s]] == "learned"
+    ]
 
 
 def _register_gradients(lib) -> None:
@@ -166,10 +200,28 @@ def _register_gradients(lib) -> None:
 
     @tf.RegisterGradient("LstmSequence")
     def _lstm_gradient(op, dh, dc, _dact):
-        _, r, h0, c0 = op.inputs
+        _, r, p, h0, c0 = op.inputs
         h, c, act = op.outputs
-        dz, dh0, dc0 = lib.lstm_sequence_grad(r, c0, c, act, zeros_if_none(dh, h), zeros_if_none(dc, c))
-        return dz, weight_gradient(h0, h, dz), dh0, dc0
+        attrs = {k: op.get_attr(k) for k in LSTM_ATTRS}
+        attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
+        dz, dh0, dc0 = lib.lstm_sequence_grad(
+            r, p, c0, c, act, zeros_if_none(dh, h), zeros_if_none(dc, c), **attrs
+        )
+        # ∂p: i and f see c_{t-1}, o sees c_t; a gate without a peephole gets zeros.
+        dp = tf.zeros_like(p)
+        if attrs["peepholes"]:
+            slots = _slots(attrs)
+            dz_by_slot = dict(zip(slots, tf.split(dz, len(slots), axis=-1)))
+            seen = {"i": previous_states(c0, c), "f": previous_states(c0, c), "o": c}
+            dp = tf.stack(
+                [
+                    tf.reduce_sum(dz_by_slot[g] * seen[g], axis=[0, 1])
+                    if g in dz_by_slot
+                    else tf.zeros_like(p[0])
+                    for g in "ifo"
+                ]
+            )
+        return dz, weight_gradient(h0, h, dz), dp, dh0, dc0
 
     @tf.RegisterGradient("GruSequence")
     def _gru_gradient(op, dh, _dact):
@@ -195,7 +247,22 @@ def run(layer, sequences, initial_state):
         initial_state = cell.get_initial_state(batch_size=batch)
     states = [tf.convert_to_tensor(s, sequences.dtype) for s in tf.nest.flatten(initial_state)]
     if isinstance(cell, LSTMCell):
-        h, c, _ = lib.lstm_sequence(xp, weights["recurrent_kernel"], states[0], states[1])
+        v = cell.variant
+        zeros = tf.zeros([cell.units], xp.dtype)
+        peepholes = tf.stack([weights["peephole"].get(g, zeros) for g in "ifo"])
+        h, c, _ = lib.lstm_sequence(
+            xp,
+            weights["recurrent_kernel"],
+            peepholes,
+            states[0],
+            states[1],
+            input_gate=v.input_gate,
+            forget_gate=v.forget_gate,
+            output_gate=v.output_gate,
+            peepholes=bool(v.peephole_gates),
+            candidate_activation=serialize_activation(cell.candidate_activation),
+            output_activation=serialize_activation(cell.output_activation),
+        )
         final = [h[:, -1], c[:, -1]]
     else:
         _, recurrent_bias = cell._biases(weights["bias"])

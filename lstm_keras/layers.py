@@ -152,9 +152,10 @@ class LSTM(_GatedRNN):
         activity_regularizer: as in `keras.layers.RNN`.
         use_cudnn: `"auto"` or `False`, accepted for compatibility with `keras.layers.LSTM`.
         engine: `"auto"` (default) and `"fused"`: on the TensorFlow backend and a CPU, the fused
-            C++ kernel for `variant="keras"` with σ gates and tanh (no mask, not stateful, no
-            unroll, no dropout in training, float32); else the lean `tf.while_loop` engine
-            where it applies (any variant, same conditions); else `keras.layers.RNN`.
+            C++ kernel (every variant but FGR, σ gates, φ/ψ among tanh, linear, relu, sigmoid
+            and the 1997 sigmoids; no mask, not stateful, no unroll, no dropout in training,
+            float32); else the lean `tf.while_loop` engine where it applies (any variant, same
+            conditions); else `keras.layers.RNN`.
             `"tf_while"`: never the fused kernel. `"keras"`: always `keras.layers.RNN`.
             Outputs and gradients do not depend on it (tested to 1e-5); `engine_used()` says
             which one runs.

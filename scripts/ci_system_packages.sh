@@ -2,7 +2,8 @@
 # System packages the test suite needs beyond Python: PostgreSQL's server binaries, for
 # tests/test_team_tracking.py and tests/test_mlflow_ui.py (without them their PostgreSQL cases are
 # skipped), and Chromium at /usr/bin/chromium, the browser tests/test_mlflow_ui.py drives through
-# Playwright (skipped without it). Idempotent: installs only what is missing; needs root (as CI
+# Playwright (skipped without it), and g++ for the fused LSTM/GRU kernel (make setup compiles
+# it; tests/test_fused_engine.py fails without it). Idempotent: installs only what is missing; needs root (as CI
 # runs) or sudo. Debian/Ubuntu (apt-get) only.
 set -euo pipefail
 
@@ -12,6 +13,10 @@ have_postgres() {
 
 have_chromium() {
     [ -x /usr/bin/chromium ]
+}
+
+have_cxx() {
+    command -v g++ >/dev/null
 }
 
 missing=()
@@ -24,6 +29,11 @@ if have_chromium; then
     echo "ci_system_packages: Chromium already installed"
 else
     missing+=(chromium)
+fi
+if have_cxx; then
+    echo "ci_system_packages: g++ already installed"
+else
+    missing+=(g++)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
@@ -41,4 +51,5 @@ $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 have_postgres || { echo "ci_system_packages: PostgreSQL install failed" >&2; exit 1; }
 have_chromium || { echo "ci_system_packages: Chromium install failed" >&2; exit 1; }
+have_cxx || { echo "ci_system_packages: g++ install failed" >&2; exit 1; }
 echo "ci_system_packages: installed ${missing[*]}"

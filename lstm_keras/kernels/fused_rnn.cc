@@ -11,6 +11,8 @@
 // Build: python -m lstm_keras.fused_engine build (g++ and TensorFlow's headers).
 #include <cmath>
 #include <algorithm>
+#include <string>
+#include <utility>
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -57,90 +59,209 @@ static Status SequenceShape(shape_inference::InferenceContext* ctx, int state_in
   return OkStatus();
 }
 
-// ---------------------------------------------------------------- LSTM (Keras: i, f, g, o)
-//   z = W x + b + R h_{t-1};  i, f, o = σ(z_i, z_f, z_o);  g = tanh(z_g)
-//   c = f ⊙ c_{t-1} + i ⊙ g;  h = o ⊙ tanh(c)
+// ---------------------------------------------------------------- LSTM (any LSTMVariant but FGR)
+//   z = W x + b + R h_{t-1}                    (slots i, f, c, o: only the learned gates own one)
+//   i = σ(z_i + p_i ⊙ c_{t-1})                 (1 if the input gate is removed)
+//   f = σ(z_f + p_f ⊙ c_{t-1})                 (1 if removed, 1 − i if coupled)
+//   g = φ(z_c);  c = f ⊙ c_{t-1} + i ⊙ g
+//   o = σ(z_o + p_o ⊙ c);  h = o ⊙ ψ(c)         (1 if the output gate is removed)
+// The variant arrives as attributes (gate modes, peepholes, φ and ψ), interpreted once per op.
+
+enum class Act { kTanh, kLinear, kRelu, kSigmoid, kSigmoid2m1, kSigmoid4m2 };
+
+static Status ParseAct(const std::string& name, Act* act) {
+  static const std::pair<const char*, Act> kActs[] = {
+      {"tanh", Act::kTanh},       {"linear", Act::kLinear},          {"relu", Act::kRelu},
+      {"sigmoid", Act::kSigmoid}, {"2sigmoid-1", Act::kSigmoid2m1}, {"4sigmoid-2", Act::kSigmoid4m2}};
+  for (const auto& [n, a] : kActs) {
+    if (name == n) { *act = a; return OkStatus(); }
+  }
+  return errors::InvalidArgument("unsupported activation '", name, "'");
+}
+
+static void Activate(Act act, Arr& x) {  // in place
+  switch (act) {
+    case Act::kTanh: x = x.tanh(); break;
+    case Act::kLinear: break;
+    case Act::kRelu: x = x.max(0.f); break;
+    case Act::kSigmoid: x = x.logistic(); break;
+    case Act::kSigmoid2m1: x = 2.f * x.logistic() - 1.f; break;  // the 1997 LSTM's h
+    case Act::kSigmoid4m2: x = 4.f * x.logistic() - 2.f; break;  // the 1997 LSTM's g
+  }
+}
+
+static void Derivative(Act act, const Arr& y, Arr& dy) {  // dy = act'(x), from y = act(x)
+  switch (act) {
+    case Act::kTanh: dy = 1.f - y * y; break;
+    case Act::kLinear: dy.setOnes(); break;
+    case Act::kRelu: dy = (y > 0.f).cast<float>(); break;
+    case Act::kSigmoid: dy = y * (1.f - y); break;
+    case Act::kSigmoid2m1: dy = 0.5f * (1.f + y) * (1.f - y); break;
+    case Act::kSigmoid4m2: dy = 0.25f * (2.f + y) * (2.f - y); break;
+  }
+}
+
+enum class Gate { kLearned, kOpen, kCoupled };
+
+struct LstmSpec {
+  Gate in, forget, out;
+  bool peepholes;
+  Act candidate, output;
+  int slot_i = -1, slot_f = -1, slot_c = -1, slot_o = -1, slots = 0;  // column blocks of z
+
+  Status Parse(OpKernelConstruction* ctx) {
+    std::string i, f, o, g, h;
+    TF_RETURN_IF_ERROR(ctx->GetAttr("input_gate", &i));
+    TF_RETURN_IF_ERROR(ctx->GetAttr("forget_gate", &f));
+    TF_RETURN_IF_ERROR(ctx->GetAttr("output_gate", &o));
+    TF_RETURN_IF_ERROR(ctx->GetAttr("peepholes", &peepholes));
+    TF_RETURN_IF_ERROR(ctx->GetAttr("candidate_activation", &g));
+    TF_RETURN_IF_ERROR(ctx->GetAttr("output_activation", &h));
+    TF_RETURN_IF_ERROR(ParseAct(g, &candidate));
+    TF_RETURN_IF_ERROR(ParseAct(h, &output));
+    auto mode = [](const std::string& m) {
+      return m == "learned" ? Gate::kLearned : m == "coupled" ? Gate::kCoupled : Gate::kOpen;
+    };
+    in = mode(i); forget = mode(f); out = mode(o);
+    // Keras's column order i, f, c, o, keeping only the slots that own weights.
+    if (in == Gate::kLearned) slot_i = slots++;
+    if (forget == Gate::kLearned) slot_f = slots++;
+    slot_c = slots++;
+    if (out == Gate::kLearned) slot_o = slots++;
+    return OkStatus();
+  }
+};
+
+#define LSTM_ATTRS                                                       \
+  Attr("input_gate: {'learned', 'open'}")                                \
+      .Attr("forget_gate: {'learned', 'open', 'coupled'}")               \
+      .Attr("output_gate: {'learned', 'open'}")                          \
+      .Attr("peepholes: bool")                                           \
+      .Attr("candidate_activation: string")                              \
+      .Attr("output_activation: string")
+
 REGISTER_OP("LstmSequence")
-    .Input("xp: float")    // [B, T, 4H]: W x + b
-    .Input("r: float")     // [H, 4H]
+    .Input("xp: float")    // [B, T, S·H]: W x + b for the S slots that own weights
+    .Input("r: float")     // [H, S·H]
+    .Input("p: float")     // [3, H]: peepholes of i, f, o (zeros where a gate has none)
     .Input("h0: float")    // [B, H]
     .Input("c0: float")    // [B, H]
     .Output("h: float")    // [B, T, H]
     .Output("c: float")    // [B, T, H]
     .Output("act: float")  // [B, T, 4H]: i, f, g, o after their activations
+    .LSTM_ATTRS
     .SetShapeFn([](shape_inference::InferenceContext* ctx) {
-      TF_RETURN_IF_ERROR(SequenceShape(ctx, 2, 0));
-      TF_RETURN_IF_ERROR(SequenceShape(ctx, 2, 1));
-      ctx->set_output(2, ctx->input(0));
+      TF_RETURN_IF_ERROR(SequenceShape(ctx, 3, 0));
+      TF_RETURN_IF_ERROR(SequenceShape(ctx, 3, 1));
+      ctx->set_output(2, ctx->UnknownShapeOfRank(3));
       return OkStatus();
     });
 
 REGISTER_OP("LstmSequenceGrad")
     .Input("r: float")
+    .Input("p: float")
     .Input("c0: float")
     .Input("c: float")
     .Input("act: float")
     .Input("dh: float")   // [B, T, H]: ∂L/∂h_t from outside the recurrence
     .Input("dc: float")   // [B, T, H]: ∂L/∂c_t from outside
-    .Output("dz: float")  // [B, T, 4H]: ∂L/∂z_t
+    .Output("dz: float")  // [B, T, S·H]: ∂L/∂z_t
     .Output("dh0: float")
     .Output("dc0: float")
+    .LSTM_ATTRS
     .SetShapeFn([](shape_inference::InferenceContext* ctx) {
-      ctx->set_output(0, ctx->input(3));
-      ctx->set_output(1, ctx->input(1));
-      ctx->set_output(2, ctx->input(1));
+      ctx->set_output(0, ctx->UnknownShapeOfRank(3));
+      ctx->set_output(1, ctx->input(2));
+      ctx->set_output(2, ctx->input(2));
       return OkStatus();
     });
 
 class LstmSequenceOp : public OpKernel {
  public:
-  explicit LstmSequenceOp(OpKernelConstruction* c) : OpKernel(c) {}
+  explicit LstmSequenceOp(OpKernelConstruction* c) : OpKernel(c) { OP_REQUIRES_OK(c, spec_.Parse(c)); }
   void Compute(OpKernelContext* ctx) override {
-    const Tensor& xp = ctx->input(0); const Tensor& r = ctx->input(1);
-    const Tensor& h0 = ctx->input(2); const Tensor& c0 = ctx->input(3);
+    const Tensor& xp = ctx->input(0); const Tensor& r = ctx->input(1); const Tensor& p = ctx->input(2);
+    const Tensor& h0 = ctx->input(3); const Tensor& c0 = ctx->input(4);
     OP_REQUIRES(ctx, xp.dims() == 3 && r.dims() == 2 && h0.dims() == 2,
                 errors::InvalidArgument("LstmSequence: xp must be rank 3, r and h0 rank 2"));
-    const int64_t B = xp.dim_size(0), T = xp.dim_size(1), G = xp.dim_size(2), H = G / 4;
-    OP_REQUIRES(ctx, G % 4 == 0 && r.dim_size(0) == H && r.dim_size(1) == G && h0.dim_size(0) == B &&
-                         h0.dim_size(1) == H && c0.shape() == h0.shape(),
-                errors::InvalidArgument("LstmSequence: xp [B, T, 4H], r [H, 4H], h0 and c0 [B, H]; got ",
-                                        xp.shape().DebugString(), ", ", r.shape().DebugString(), ", ",
-                                        h0.shape().DebugString(), ", ", c0.shape().DebugString()));
+    const int64_t B = xp.dim_size(0), T = xp.dim_size(1), G = xp.dim_size(2), H = h0.dim_size(1);
+    OP_REQUIRES(ctx, G == spec_.slots * H && r.dim_size(0) == H && r.dim_size(1) == G && h0.dim_size(0) == B &&
+                         c0.shape() == h0.shape() && p.NumElements() == 3 * H,
+                errors::InvalidArgument("LstmSequence: xp [B, T, ", spec_.slots, "H], r [H, ", spec_.slots,
+                                        "H], p [3, H], h0 and c0 [B, H]; got ", xp.shape().DebugString(), ", ",
+                                        r.shape().DebugString(), ", ", p.shape().DebugString(), ", ",
+                                        h0.shape().DebugString()));
     Tensor *h, *c, *act;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, H}), &h));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, T, H}), &c));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, T, G}), &act));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, T, 4 * H}), &act));
     const float* X = xp.flat<float>().data();
     const float* H0 = h0.flat<float>().data(); const float* C0 = c0.flat<float>().data();
     float* Hs = h->flat<float>().data(); float* Cs = c->flat<float>().data();
     float* A = act->flat<float>().data();
     CMapM R(r.flat<float>().data(), H, G, Eigen::OuterStride<>(G));
+    CMapM P(p.flat<float>().data(), 3, H, Eigen::OuterStride<>(H));
+    const LstmSpec& s = spec_;
     ForBatchChunks(ctx, B, T * H * G * 4, [&](int64_t b0, int64_t b1) {
       const int64_t nb = b1 - b0;
+      Mat z(nb, G);
+      Arr i(nb, H), f(nb, H), g(nb, H), o(nb, H), c_new(nb, H), y(nb, H);
       for (int64_t t = 0; t < T; ++t) {
-        MapM Z = Step(A, T, G, t, b0, nb);  // the pre-activations, then (in place) the gates
-        Z = Step(X, T, G, t, b0, nb);
-        Z.noalias() += Previous(Hs, H0, T, H, t, b0, nb) * R;
-        auto I = Z.middleCols(0, H).array(); auto F = Z.middleCols(H, H).array();
-        auto Gc = Z.middleCols(2 * H, H).array(); auto O = Z.middleCols(3 * H, H).array();
-        I = I.logistic(); F = F.logistic(); Gc = Gc.tanh(); O = O.logistic();
-        MapM C = Step(Cs, T, H, t, b0, nb);
-        C.array() = F * Previous(Cs, C0, T, H, t, b0, nb).array() + I * Gc;  // c = f ⊙ c_{t-1} + i ⊙ g
-        Step(Hs, T, H, t, b0, nb).array() = O * C.array().tanh();            // h = o ⊙ tanh(c)
+        z = Step(X, T, G, t, b0, nb);
+        z.noalias() += Previous(Hs, H0, T, H, t, b0, nb) * R;
+        auto cp = Previous(Cs, C0, T, H, t, b0, nb).array();
+        auto pre = [&](int slot) { return z.middleCols(slot * H, H).array(); };
+        if (s.in == Gate::kLearned) {
+          i = pre(s.slot_i);
+          if (s.peepholes) i += cp.rowwise() * P.row(0).array();
+          i = i.logistic();
+        } else {
+          i.setOnes();
+        }
+        if (s.forget == Gate::kLearned) {
+          f = pre(s.slot_f);
+          if (s.peepholes) f += cp.rowwise() * P.row(1).array();
+          f = f.logistic();
+        } else if (s.forget == Gate::kCoupled) {
+          f = 1.f - i;
+        } else {
+          f.setOnes();
+        }
+        g = pre(s.slot_c);
+        Activate(s.candidate, g);
+        c_new = f * cp + i * g;  // c = f ⊙ c_{t-1} + i ⊙ g
+        if (s.out == Gate::kLearned) {
+          o = pre(s.slot_o);
+          if (s.peepholes) o += c_new.rowwise() * P.row(2).array();
+          o = o.logistic();
+        } else {
+          o.setOnes();
+        }
+        y = c_new;
+        Activate(s.output, y);
+        Step(Cs, T, H, t, b0, nb).array() = c_new;
+        Step(Hs, T, H, t, b0, nb).array() = o * y;  // h = o ⊙ ψ(c)
+        MapM a = Step(A, T, 4 * H, t, b0, nb);
+        a.middleCols(0, H).array() = i; a.middleCols(H, H).array() = f;
+        a.middleCols(2 * H, H).array() = g; a.middleCols(3 * H, H).array() = o;
       }
     });
   }
+
+ private:
+  LstmSpec spec_;
 };
 
 class LstmSequenceGradOp : public OpKernel {
  public:
-  explicit LstmSequenceGradOp(OpKernelConstruction* c) : OpKernel(c) {}
+  explicit LstmSequenceGradOp(OpKernelConstruction* c) : OpKernel(c) { OP_REQUIRES_OK(c, spec_.Parse(c)); }
   void Compute(OpKernelContext* ctx) override {
-    const Tensor& r = ctx->input(0); const Tensor& c0 = ctx->input(1); const Tensor& c = ctx->input(2);
-    const Tensor& act = ctx->input(3); const Tensor& dh = ctx->input(4); const Tensor& dc = ctx->input(5);
-    const int64_t B = act.dim_size(0), T = act.dim_size(1), G = act.dim_size(2), H = G / 4;
+    const Tensor& r = ctx->input(0); const Tensor& p = ctx->input(1); const Tensor& c0 = ctx->input(2);
+    const Tensor& c = ctx->input(3); const Tensor& act = ctx->input(4);
+    const Tensor& dh = ctx->input(5); const Tensor& dc = ctx->input(6);
+    const int64_t B = c.dim_size(0), T = c.dim_size(1), H = c.dim_size(2), G = spec_.slots * H;
     Tensor *dz, *dh0, *dc0;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, act.shape(), &dz));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, G}), &dz));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, c0.shape(), &dh0));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, c0.shape(), &dc0));
     const float* C0 = c0.flat<float>().data(); const float* Cs = c.flat<float>().data();
@@ -148,30 +269,55 @@ class LstmSequenceGradOp : public OpKernel {
     const float* DH = dh.flat<float>().data(); const float* DC = dc.flat<float>().data();
     float* DZ = dz->flat<float>().data();
     CMapM R(r.flat<float>().data(), H, G, Eigen::OuterStride<>(G));
+    CMapM P(p.flat<float>().data(), 3, H, Eigen::OuterStride<>(H));
+    const LstmSpec& s = spec_;
     ForBatchChunks(ctx, B, T * H * G * 4, [&](int64_t b0, int64_t b1) {
       const int64_t nb = b1 - b0;
       Mat dh_next = Mat::Zero(nb, H);  // ∂L/∂h_t through step t+1
       Mat dc_next = Mat::Zero(nb, H);  // ∂L/∂c_t through step t+1
-      Arr tc(nb, H), dhv(nb, H), dcv(nb, H);
+      Arr y(nb, H), dy(nb, H), dhv(nb, H), dcv(nb, H), di(nb, H), dg(nb, H), dzo(nb, H), dzi(nb, H), dzf(nb, H);
       for (int64_t t = T - 1; t >= 0; --t) {
-        CMapM Z = Step(A, T, G, t, b0, nb);
-        auto I = Z.middleCols(0, H).array(); auto F = Z.middleCols(H, H).array();
-        auto Gc = Z.middleCols(2 * H, H).array(); auto O = Z.middleCols(3 * H, H).array();
-        tc = Step(Cs, T, H, t, b0, nb).array().tanh();
-        dhv = Step(DH, T, H, t, b0, nb).array() + dh_next.array();
-        dcv = Step(DC, T, H, t, b0, nb).array() + dc_next.array() + dhv * O * (1.f - tc * tc);
+        CMapM a = Step(A, T, 4 * H, t, b0, nb);
+        auto i = a.middleCols(0, H).array(); auto f = a.middleCols(H, H).array();
+        auto g = a.middleCols(2 * H, H).array(); auto o = a.middleCols(3 * H, H).array();
+        auto ct = Step(Cs, T, H, t, b0, nb).array();
+        auto cp = Previous(Cs, C0, T, H, t, b0, nb).array();
         MapM D = Step(DZ, T, G, t, b0, nb);
-        D.middleCols(0, H).array() = dcv * Gc * I * (1.f - I);
-        D.middleCols(H, H).array() = dcv * Previous(Cs, C0, T, H, t, b0, nb).array() * F * (1.f - F);
-        D.middleCols(2 * H, H).array() = dcv * I * (1.f - Gc * Gc);
-        D.middleCols(3 * H, H).array() = dhv * tc * O * (1.f - O);
-        dc_next.array() = dcv * F;
+        y = ct;
+        Activate(s.output, y);
+        Derivative(s.output, y, dy);
+        dhv = Step(DH, T, H, t, b0, nb).array() + dh_next.array();
+        dcv = Step(DC, T, H, t, b0, nb).array() + dc_next.array() + dhv * o * dy;
+        if (s.out == Gate::kLearned) {
+          dzo = dhv * y * o * (1.f - o);
+          if (s.peepholes) dcv += dzo.rowwise() * P.row(2).array();  // o saw c_t
+          D.middleCols(s.slot_o * H, H).array() = dzo;
+        }
+        di = dcv * g;
+        if (s.forget == Gate::kCoupled) di -= dcv * cp;  // f = 1 − i
+        dc_next.array() = dcv * f;
+        if (s.in == Gate::kLearned) {
+          dzi = di * i * (1.f - i);
+          D.middleCols(s.slot_i * H, H).array() = dzi;
+          if (s.peepholes) dc_next.array() += dzi.rowwise() * P.row(0).array();
+        }
+        if (s.forget == Gate::kLearned) {
+          dzf = dcv * cp * f * (1.f - f);
+          D.middleCols(s.slot_f * H, H).array() = dzf;
+          if (s.peepholes) dc_next.array() += dzf.rowwise() * P.row(1).array();
+        }
+        y = g;
+        Derivative(s.candidate, y, dy);
+        D.middleCols(s.slot_c * H, H).array() = dcv * i * dy;
         dh_next.noalias() = D * R.transpose();
       }
       MapM(dh0->flat<float>().data() + b0 * H, nb, H, Eigen::OuterStride<>(H)) = dh_next;
       MapM(dc0->flat<float>().data() + b0 * H, nb, H, Eigen::OuterStride<>(H)) = dc_next;
     });
   }
+
+ private:
+  LstmSpec spec_;
 };
 
 REGISTER_KERNEL_BUILDER(Name("LstmSequence").Device(DEVICE_CPU), LstmSequenceOp);
