@@ -70,7 +70,8 @@ def build_model(shape: Shape, recurrent_layer):
 def contenders(shape: Shape, variants: list[str]) -> dict:
     """name → (reference name, layer factory). Our layers on the default engine (the fused
     kernel), `-while` (engine="tf_while") and `-plain` (engine="keras", i.e. keras.layers.RNN)
-    are compared with their built-in; variants (which run on tf_while) with ours on tf_while."""
+    are compared with their built-in; a variant on the default engine with itself on the plain
+    path (`-plain`, which is compared with our plain LSTM/GRU: what the ablation saves)."""
     import keras
 
     import lstm_keras as lk
@@ -86,14 +87,15 @@ def contenders(shape: Shape, variants: list[str]) -> dict:
                 lambda o=ours, e=engine: o(shape.units, return_sequences=seq, engine=e),
             )
     for v in variants:
-        if v in lk.LSTM_VARIANTS:
-            fb = None if not lk.LSTM_VARIANTS[v].has_forget_gate else 1.0
-            out[f"LSTM/{v}"] = (
-                "LSTM-while",
-                lambda v=v, fb=fb: lk.LSTM(shape.units, variant=v, forget_bias=fb, return_sequences=seq),
+        kind, layer = ("LSTM", lk.LSTM) if v in lk.LSTM_VARIANTS else ("GRU", lk.GRU)
+        kwargs = {"variant": v, "return_sequences": seq}
+        if kind == "LSTM" and not lk.LSTM_VARIANTS[v].has_forget_gate:
+            kwargs["forget_bias"] = None
+        for suffix, engine, ref in (("", "auto", f"{kind}/{v}-plain"), ("-plain", "keras", f"{kind}-plain")):
+            out[f"{kind}/{v}{suffix}"] = (
+                ref,
+                lambda k=kwargs, e=engine, c=layer: c(shape.units, engine=e, **k),
             )
-        else:
-            out[f"GRU/{v}"] = ("GRU-while", lambda v=v: lk.GRU(shape.units, variant=v, return_sequences=seq))
     return out
 
 
@@ -252,7 +254,9 @@ def markdown_table(metrics: dict[str, float]) -> str:
     """The README's performance table from a benchmark run's metrics (`ratio.<shape>.<layer>`,
     `gemm_share.<shape>.<layer>`): one row per shape, ours against the built-ins."""
     shapes = [s for s in SHAPES if f"ratio.{s}.LSTM" in metrics]
-    variants = sorted({k.split(".", 2)[2] for k in metrics if k.startswith("ratio.") and "/" in k})
+    variants = sorted(
+        {k.split(".", 2)[2] for k in metrics if k.startswith("ratio.") and "/" in k and "-plain" not in k}
+    )
 
     def cell(shape: str, layer: str) -> str:
         ratio = metrics.get(f"ratio.{shape}.{layer}")
@@ -263,7 +267,11 @@ def markdown_table(metrics: dict[str, float]) -> str:
 
     layers = {"LSTM": "fused", "LSTM-while": "tf_while", "LSTM-plain": "plain"}
     layers.update({k.replace("LSTM", "GRU"): v for k, v in layers.items()})
-    head = ["shape", *(f"{k.split('-')[0]} ({v})" for k, v in layers.items()), *variants]
+    head = [
+        "shape",
+        *(f"{k.split('-')[0]} ({v})" for k, v in layers.items()),
+        *(f"{v} (vs plain)" for v in variants),
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for shape in shapes:
         sh = SHAPES[shape]

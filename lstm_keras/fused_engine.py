@@ -14,9 +14,11 @@ The LSTM kernel takes the variant as attributes (gate modes learned / open / cou
 peepholes, candidate and output activation among `KERNEL_ACTIVATIONS`), so it covers every
 `LSTMVariant` but FGR's gate recurrence; the GRU kernel computes Keras's GRU (`variant="keras"`).
 Anything it does not cover (FGR, other GRU variants, other activations, σ replaced, masks,
-dropout in training, a GPU, another dtype) runs on the lean engine or on `keras.layers.RNN`. The kernel is compiled once per machine and TensorFlow version with the
-system's C++ compiler (`python -m lstm_keras.fused_engine build`, which `make setup` runs; else
-on first use) into `$LSTM_KERAS_KERNEL_CACHE` (default `~/.cache/lstm_keras`).
+dropout in training, a GPU, another dtype) runs on the lean engine or on `keras.layers.RNN`.
+
+The kernel is compiled once per machine and TensorFlow version with the system's C++ compiler
+(`python -m lstm_keras.fused_engine build`, which `make setup` runs; else on first use) into
+`$LSTM_KERAS_KERNEL_CACHE` (default `~/.cache/lstm_keras`).
 
 This module is only imported on the TensorFlow backend.
 """
