@@ -79,22 +79,26 @@ static Status ParseAct(const std::string& name, Act* act) {
   return errors::InvalidArgument("unsupported activation '", name, "'");
 }
 
-static void Activate(Act act, Arr& x) {  // in place
+// y = act(x) in one pass (x and y may be the same block).
+template <typename X, typename Y>
+static void Activate(Act act, const X& x, Y&& y) {
   switch (act) {
-    case Act::kTanh: x = x.tanh(); break;
-    case Act::kLinear: break;
-    case Act::kRelu: x = x.max(0.f); break;
-    case Act::kSigmoid: x = x.logistic(); break;
-    case Act::kSigmoid2m1: x = 2.f * x.logistic() - 1.f; break;  // the 1997 LSTM's h
-    case Act::kSigmoid4m2: x = 4.f * x.logistic() - 2.f; break;  // the 1997 LSTM's g
+    case Act::kTanh: y = x.tanh(); break;
+    case Act::kLinear: y = x; break;
+    case Act::kRelu: y = x.max(0.f); break;
+    case Act::kSigmoid: y = x.logistic(); break;
+    case Act::kSigmoid2m1: y = 2.f * x.logistic() - 1.f; break;  // the 1997 LSTM's h
+    case Act::kSigmoid4m2: y = 4.f * x.logistic() - 2.f; break;  // the 1997 LSTM's g
   }
 }
 
-static void Derivative(Act act, const Arr& y, Arr& dy) {  // dy = act'(x), from y = act(x)
+// dy = act'(x), from y = act(x).
+template <typename Y>
+static void Derivative(Act act, const Y& y, Arr& dy) {
   switch (act) {
     case Act::kTanh: dy = 1.f - y * y; break;
     case Act::kLinear: dy.setOnes(); break;
-    case Act::kRelu: dy = (y > 0.f).cast<float>(); break;
+    case Act::kRelu: dy = (y > 0.f).template cast<float>(); break;
     case Act::kSigmoid: dy = y * (1.f - y); break;
     case Act::kSigmoid2m1: dy = 0.5f * (1.f + y) * (1.f - y); break;
     case Act::kSigmoid4m2: dy = 0.25f * (2.f + y) * (2.f - y); break;
@@ -205,49 +209,34 @@ class LstmSequenceOp : public OpKernel {
     ForBatchChunks(ctx, B, T * H * G * 4, [&](int64_t b0, int64_t b1) {
       const int64_t nb = b1 - b0;
       Mat z(nb, G);
-      Arr i(nb, H), f(nb, H), g(nb, H), o(nb, H), c_new(nb, H), y(nb, H);
       for (int64_t t = 0; t < T; ++t) {
         z = Step(X, T, G, t, b0, nb);
         z.noalias() += Previous(Hs, H0, T, H, t, b0, nb) * R;
         auto cp = Previous(Cs, C0, T, H, t, b0, nb).array();
         auto pre = [&](int slot) { return z.middleCols(slot * H, H).array(); };
-        if (s.in == Gate::kLearned) {
-          i = pre(s.slot_i);
-          if (s.peepholes) i += cp.rowwise() * P.row(0).array();
-          i = i.logistic();
-        } else {
-          i.setOnes();
-        }
-        if (s.forget == Gate::kLearned) {
-          f = pre(s.slot_f);
-          if (s.peepholes) f += cp.rowwise() * P.row(1).array();
-          f = f.logistic();
-        } else if (s.forget == Gate::kCoupled) {
-          f = 1.f - i;
-        } else {
-          f.setOnes();
-        }
-        g = pre(s.slot_c);
-        Activate(s.candidate, g);
-        c_new = f * cp + i * g;  // c = f ⊙ c_{t-1} + i ⊙ g
-        if (s.out == Gate::kLearned) {
-          o = pre(s.slot_o);
-          if (s.peepholes) o += c_new.rowwise() * P.row(2).array();
-          o = o.logistic();
-        } else {
-          o.setOnes();
-        }
-        y = c_new;
-        Activate(s.output, y);
-        Step(Cs, T, H, t, b0, nb).array() = c_new;
-        Step(Hs, T, H, t, b0, nb).array() = o * y;  // h = o ⊙ ψ(c)
+        // The gates are computed where the backward pass will read them.
         MapM a = Step(A, T, 4 * H, t, b0, nb);
-        a.middleCols(0, H).array() = i; a.middleCols(H, H).array() = f;
-        a.middleCols(2 * H, H).array() = g; a.middleCols(3 * H, H).array() = o;
+        auto i = a.middleCols(0, H).array(); auto f = a.middleCols(H, H).array();
+        auto g = a.middleCols(2 * H, H).array(); auto o = a.middleCols(3 * H, H).array();
+        if (s.in != Gate::kLearned) i.setOnes();
+        else if (s.peepholes) i = (pre(s.slot_i) + cp.rowwise() * P.row(0).array()).logistic();
+        else i = pre(s.slot_i).logistic();
+        if (s.forget == Gate::kOpen) f.setOnes();
+        else if (s.forget == Gate::kCoupled) f = 1.f - i;
+        else if (s.peepholes) f = (pre(s.slot_f) + cp.rowwise() * P.row(1).array()).logistic();
+        else f = pre(s.slot_f).logistic();
+        Activate(s.candidate, pre(s.slot_c), g);
+        auto c_new = Step(Cs, T, H, t, b0, nb).array();
+        c_new = f * cp + i * g;  // c = f ⊙ c_{t-1} + i ⊙ g
+        if (s.out != Gate::kLearned) o.setOnes();
+        else if (s.peepholes) o = (pre(s.slot_o) + c_new.rowwise() * P.row(2).array()).logistic();
+        else o = pre(s.slot_o).logistic();
+        auto h_new = Step(Hs, T, H, t, b0, nb).array();
+        Activate(s.output, c_new, h_new);
+        h_new *= o;  // h = o ⊙ ψ(c)
       }
     });
   }
-
  private:
   LstmSpec spec_;
 };
@@ -275,7 +264,7 @@ class LstmSequenceGradOp : public OpKernel {
       const int64_t nb = b1 - b0;
       Mat dh_next = Mat::Zero(nb, H);  // ∂L/∂h_t through step t+1
       Mat dc_next = Mat::Zero(nb, H);  // ∂L/∂c_t through step t+1
-      Arr y(nb, H), dy(nb, H), dhv(nb, H), dcv(nb, H), di(nb, H), dg(nb, H), dzo(nb, H), dzi(nb, H), dzf(nb, H);
+      Arr y(nb, H), dy(nb, H), dhv(nb, H), dcv(nb, H), di(nb, H);
       for (int64_t t = T - 1; t >= 0; --t) {
         CMapM a = Step(A, T, 4 * H, t, b0, nb);
         auto i = a.middleCols(0, H).array(); auto f = a.middleCols(H, H).array();
@@ -283,39 +272,34 @@ class LstmSequenceGradOp : public OpKernel {
         auto ct = Step(Cs, T, H, t, b0, nb).array();
         auto cp = Previous(Cs, C0, T, H, t, b0, nb).array();
         MapM D = Step(DZ, T, G, t, b0, nb);
-        y = ct;
-        Activate(s.output, y);
+        auto dz = [&](int slot) { return D.middleCols(slot * H, H).array(); };
+        Activate(s.output, ct, y);  // ψ(c_t)
         Derivative(s.output, y, dy);
         dhv = Step(DH, T, H, t, b0, nb).array() + dh_next.array();
         dcv = Step(DC, T, H, t, b0, nb).array() + dc_next.array() + dhv * o * dy;
         if (s.out == Gate::kLearned) {
-          dzo = dhv * y * o * (1.f - o);
-          if (s.peepholes) dcv += dzo.rowwise() * P.row(2).array();  // o saw c_t
-          D.middleCols(s.slot_o * H, H).array() = dzo;
+          dz(s.slot_o) = dhv * y * o * (1.f - o);
+          if (s.peepholes) dcv += dz(s.slot_o).rowwise() * P.row(2).array();  // o saw c_t
         }
-        di = dcv * g;
-        if (s.forget == Gate::kCoupled) di -= dcv * cp;  // f = 1 − i
         dc_next.array() = dcv * f;
         if (s.in == Gate::kLearned) {
-          dzi = di * i * (1.f - i);
-          D.middleCols(s.slot_i * H, H).array() = dzi;
-          if (s.peepholes) dc_next.array() += dzi.rowwise() * P.row(0).array();
+          di = dcv * g;
+          if (s.forget == Gate::kCoupled) di -= dcv * cp;  // f = 1 − i
+          dz(s.slot_i) = di * i * (1.f - i);
+          if (s.peepholes) dc_next.array() += dz(s.slot_i).rowwise() * P.row(0).array();
         }
         if (s.forget == Gate::kLearned) {
-          dzf = dcv * cp * f * (1.f - f);
-          D.middleCols(s.slot_f * H, H).array() = dzf;
-          if (s.peepholes) dc_next.array() += dzf.rowwise() * P.row(1).array();
+          dz(s.slot_f) = dcv * cp * f * (1.f - f);
+          if (s.peepholes) dc_next.array() += dz(s.slot_f).rowwise() * P.row(1).array();
         }
-        y = g;
-        Derivative(s.candidate, y, dy);
-        D.middleCols(s.slot_c * H, H).array() = dcv * i * dy;
+        Derivative(s.candidate, g, dy);
+        dz(s.slot_c) = dcv * i * dy;
         dh_next.noalias() = D * R.transpose();
       }
       MapM(dh0->flat<float>().data() + b0 * H, nb, H, Eigen::OuterStride<>(H)) = dh_next;
       MapM(dc0->flat<float>().data() + b0 * H, nb, H, Eigen::OuterStride<>(H)) = dc_next;
     });
   }
-
  private:
   LstmSpec spec_;
 };
