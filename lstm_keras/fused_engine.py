@@ -178,15 +178,6 @@ LSTM_ATTRS = (
 )
 
 
-def _slots(attrs: dict) -> list[str]:
-    """The pre-activations that own weights, in Keras's column order (LSTMVariant.slots)."""
-    return [
-        s
-        for s in "ifco"
-        if s == "c" or attrs[{"i": "input_gate", "f": "forget_gate", "o": "output_gate"}[s]] == "learned"
-    ]
-
-
 def _register_gradients(lib) -> None:
     def previous_states(h0, h):
         return tf.concat([h0[:, None], h[:, :-1]], axis=1)  # h_{t-1} for t = 1 … T, batch-major
@@ -206,23 +197,9 @@ def _register_gradients(lib) -> None:
         h, c, act = op.outputs
         attrs = {k: op.get_attr(k) for k in LSTM_ATTRS}
         attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
-        dz, dh0, dc0 = lib.lstm_sequence_grad(
+        dz, dh0, dc0, dp = lib.lstm_sequence_grad(
             r, p, c0, c, act, zeros_if_none(dh, h), zeros_if_none(dc, c), **attrs
-        )
-        # ∂p: i and f see c_{t-1}, o sees c_t; a gate without a peephole gets zeros.
-        dp = tf.zeros_like(p)
-        if attrs["peepholes"]:
-            slots = _slots(attrs)
-            dz_by_slot = dict(zip(slots, tf.split(dz, len(slots), axis=-1)))
-            seen = {"i": previous_states(c0, c), "f": previous_states(c0, c), "o": c}
-            dp = tf.stack(
-                [
-                    tf.reduce_sum(dz_by_slot[g] * seen[g], axis=[0, 1])
-                    if g in dz_by_slot
-                    else tf.zeros_like(p[0])
-                    for g in "ifo"
-                ]
-            )
+        )  # dp: i and f saw c_{t-1}, o saw c_t; zeros for a gate without a peephole
         return dz, weight_gradient(h0, h, dz), dp, dh0, dc0
 
     @tf.RegisterGradient("GruSequence")

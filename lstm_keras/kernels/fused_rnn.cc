@@ -172,11 +172,13 @@ REGISTER_OP("LstmSequenceGrad")
     .Output("dz: float")  // [B, T, S·H]: ∂L/∂z_t
     .Output("dh0: float")
     .Output("dc0: float")
+    .Output("dp: float")  // [3, H]: ∂L/∂p (zeros without peepholes)
     .LSTM_ATTRS
     .SetShapeFn([](shape_inference::InferenceContext* ctx) {
       ctx->set_output(0, ctx->UnknownShapeOfRank(3));
       ctx->set_output(1, ctx->input(2));
       ctx->set_output(2, ctx->input(2));
+      ctx->set_output(3, ctx->input(1));
       return OkStatus();
     });
 
@@ -249,10 +251,14 @@ class LstmSequenceGradOp : public OpKernel {
     const Tensor& c = ctx->input(3); const Tensor& act = ctx->input(4);
     const Tensor& dh = ctx->input(5); const Tensor& dc = ctx->input(6);
     const int64_t B = c.dim_size(0), T = c.dim_size(1), H = c.dim_size(2), G = spec_.slots * H;
-    Tensor *dz, *dh0, *dc0;
+    Tensor *dz, *dh0, *dc0, *dp;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, G}), &dz));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, c0.shape(), &dh0));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, c0.shape(), &dc0));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, p.shape(), &dp));
+    MapM DP(dp->flat<float>().data(), 3, H, Eigen::OuterStride<>(H));
+    DP.setZero();
+    mutex dp_lock;  // the chunks' partial sums of ∂L/∂p meet here
     const float* C0 = c0.flat<float>().data(); const float* Cs = c.flat<float>().data();
     const float* A = act.flat<float>().data();
     const float* DH = dh.flat<float>().data(); const float* DC = dc.flat<float>().data();
@@ -265,6 +271,7 @@ class LstmSequenceGradOp : public OpKernel {
       Mat dh_next = Mat::Zero(nb, H);  // ∂L/∂h_t through step t+1
       Mat dc_next = Mat::Zero(nb, H);  // ∂L/∂c_t through step t+1
       Arr y(nb, H), dy(nb, H), dhv(nb, H), dcv(nb, H), di(nb, H);
+      Arr dp_chunk = Arr::Zero(3, H);  // Σ over this chunk's rows and steps: i, f see c_{t-1}, o sees c_t
       for (int64_t t = T - 1; t >= 0; --t) {
         CMapM a = Step(A, T, 4 * H, t, b0, nb);
         auto i = a.middleCols(0, H).array(); auto f = a.middleCols(H, H).array();
@@ -279,18 +286,27 @@ class LstmSequenceGradOp : public OpKernel {
         dcv = Step(DC, T, H, t, b0, nb).array() + dc_next.array() + dhv * o * dy;
         if (s.out == Gate::kLearned) {
           dz(s.slot_o) = dhv * y * o * (1.f - o);
-          if (s.peepholes) dcv += dz(s.slot_o).rowwise() * P.row(2).array();  // o saw c_t
+          if (s.peepholes) {
+            dcv += dz(s.slot_o).rowwise() * P.row(2).array();  // o saw c_t
+            dp_chunk.row(2) += (dz(s.slot_o) * ct).colwise().sum();
+          }
         }
         dc_next.array() = dcv * f;
         if (s.in == Gate::kLearned) {
           di = dcv * g;
           if (s.forget == Gate::kCoupled) di -= dcv * cp;  // f = 1 − i
           dz(s.slot_i) = di * i * (1.f - i);
-          if (s.peepholes) dc_next.array() += dz(s.slot_i).rowwise() * P.row(0).array();
+          if (s.peepholes) {
+            dc_next.array() += dz(s.slot_i).rowwise() * P.row(0).array();
+            dp_chunk.row(0) += (dz(s.slot_i) * cp).colwise().sum();
+          }
         }
         if (s.forget == Gate::kLearned) {
           dz(s.slot_f) = dcv * cp * f * (1.f - f);
-          if (s.peepholes) dc_next.array() += dz(s.slot_f).rowwise() * P.row(1).array();
+          if (s.peepholes) {
+            dc_next.array() += dz(s.slot_f).rowwise() * P.row(1).array();
+            dp_chunk.row(1) += (dz(s.slot_f) * cp).colwise().sum();
+          }
         }
         Derivative(s.candidate, g, dy);
         dz(s.slot_c) = dcv * i * dy;
@@ -298,8 +314,11 @@ class LstmSequenceGradOp : public OpKernel {
       }
       MapM(dh0->flat<float>().data() + b0 * H, nb, H, Eigen::OuterStride<>(H)) = dh_next;
       MapM(dc0->flat<float>().data() + b0 * H, nb, H, Eigen::OuterStride<>(H)) = dc_next;
+      mutex_lock hold(dp_lock);
+      DP.array() += dp_chunk;
     });
   }
+
  private:
   LstmSpec spec_;
 };
