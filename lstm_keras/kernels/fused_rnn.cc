@@ -1,8 +1,9 @@
 // Whole-sequence LSTM and GRU recurrences as TensorFlow CPU ops (lstm_keras/fused_engine.py).
 //
 // Why: on a small CPU, a step of a TF-graph RNN is a handful of tiny ops, each with a fixed
-// scheduling price that dwarfs its arithmetic. These ops run all T steps of Keras's LSTM and GRU
-// in one kernel: per step one product h_{t-1} R and the gate arithmetic, vectorised by Eigen.
+// scheduling price that dwarfs its arithmetic. These ops run all T steps of an LSTM (any variant
+// but FGR, given as attributes) or of Keras's GRU in one kernel: per step one product h_{t-1} R
+// and the gate arithmetic, vectorised by Eigen.
 // The input projection W x + b (one large product for every step) and the weight gradients
 // (one large product of all h_{t-1} with all ∂L/∂z_t) stay in TensorFlow, outside the loop.
 // Rows of the batch are independent, so the batch is split over the intra-op threads and each
