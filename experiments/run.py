@@ -146,15 +146,16 @@ def train_and_log(
 
             def on_eval(record: dict) -> None:
                 recorder.log_metrics({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+                if record["step"] == 0:  # the first evaluation traced the layer: its engine is known
+                    line = tracking.engine_fallback_line(trainer.layer)
+                    if line:
+                        print(line, flush=True)
                 show(record)
 
             with _interrupt_flag() as interrupted:
                 outcome = trainer.run(on_eval, interrupted)
             results = summary(outcome, config, task)
-            # SimpleRNN (cell rnn) always runs keras.layers.RNN.
-            recorder.set_tags(
-                {"engine_used": getattr(trainer.layer, "engines_run", {}).get("training", "keras")}
-            )
+            recorder.set_tags(tracking.engine_tags(trainer.layer))
             results["wall_time_s"] = time.perf_counter() - wall_start
             recorder.log_metrics(results)
             tracking.log_json(

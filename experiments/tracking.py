@@ -50,6 +50,31 @@ def resolved_candidate_activation(config: RunConfig) -> str:
     return "tanh"
 
 
+def engine_tags(layer, mode: str = "training") -> dict[str, str]:
+    """Which engine the recurrent layer's `mode` call ran, why not the fused kernel, and the
+    flags the kernel was built with (the rung of its flag ladder). SimpleRNN: keras.layers.RNN."""
+    engine = getattr(layer, "engines_run", {}).get(mode)
+    if engine is None:
+        return {"engine_used": "keras"}
+    tags = {"engine_used": engine}
+    if engine == "fused":
+        from lstm_keras import fused_engine
+
+        tags.update(fused_engine.record())
+    else:
+        tags["engine_fallback_reason"] = str(layer.fused_reasons.get(mode))[:500]
+    return tags
+
+
+def engine_fallback_line(layer, mode: str = "inference") -> str | None:
+    """One line when a layer whose engine is auto/fused did not run the fused kernel."""
+    tags = engine_tags(layer, mode)
+    if getattr(layer, "engine", None) not in ("auto", "fused") or tags["engine_used"] == "fused":
+        return None
+    used, reason = tags["engine_used"], tags["engine_fallback_reason"]
+    return f"engine: {used} (engine={layer.engine} fell back: {reason})"
+
+
 # Short names for parameters a run name has no part of its own for (see run_name's `varying`).
 NAME_ALIASES = {"learning_rate": "lr", "output_activation": "out"}
 

@@ -17,115 +17,115 @@ Anything it does not cover (FGR, other GRU variants, other activations, σ repla
 dropout in training, a GPU, another dtype) runs on the lean engine or on `keras.layers.RNN`.
 
 The kernel is compiled once per machine and TensorFlow version with the system's C++ compiler
-(`python -m lstm_keras.fused_engine build`, which `make setup` runs; else on first use) into
-`$LSTM_KERAS_KERNEL_CACHE` (default `~/.cache/lstm_keras`).
+(`python -m lstm_keras.fused_engine build`, which `make setup` runs; else on first use), down a
+ladder of compiler flags until one builds (lstm_keras/kernel_build.py); `LSTM_KERAS_FUSED=0`
+switches it off on purpose.
 
 This module is only imported on the TensorFlow backend.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import os
-import platform
-import subprocess
+import contextlib
 import sys
-import tempfile
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 
 import tensorflow as tf
 from keras import tree
 
-from lstm_keras import tf_engine
+from lstm_keras import kernel_build, tf_engine
 from lstm_keras.activations import serialize_activation
 from lstm_keras.lstm_cell import LSTMCell
 
-SOURCE = Path(__file__).parent / "kernels" / "fused_rnn.cc"
-CXX_FLAGS = ["-std=c++17", "-O3", "-march=native", "-shared", "-fPIC", "-Wno-deprecated-declarations"]
 
-_library = None  # the loaded op module, once built
-_library_error: str | None = None  # why it could not be built or loaded
+@dataclass(frozen=True)
+class Kernel:
+    """A loaded build of the kernel: its ops, and the rung of the flag ladder it was built with."""
+
+    module: object  # what tf.load_op_library returned
+    rung: kernel_build.Rung
+    path: Path
+    suffix: str = ""  # the ops' name suffix of an extra build (kernel_build.build_rung)
+
+    def op(self, op_type: str):
+        """This build's Python function for the op `op_type` (LstmSequence, …)."""
+        wanted = (op_type + self.suffix).lower()
+        for attr in dir(self.module):
+            # the snake_case wrapper (the CamelCase one takes keyword arguments only)
+            if attr.islower() and attr.replace("_", "") == wanted:
+                return getattr(self.module, attr)
+        raise AttributeError(f"{self.path.name} has no op {op_type + self.suffix}")
 
 
-class KernelBuildError(RuntimeError):
-    pass
+_default: Kernel | None = None  # the build the layers use, once loaded
+_default_error: str | None = None  # why it could not be built or loaded
+_pinned: ContextVar[Kernel | None] = ContextVar("fused_kernel", default=None)
 
 
-def _cpu_signature() -> str:
-    """What `-march=native` compiled for: a kernel built on one CPU must not run on another."""
+def _load(path: Path, rung: kernel_build.Rung, suffix: str = "") -> Kernel:
+    kernel = Kernel(tf.load_op_library(str(path)), rung, path, suffix)
+    _register_gradients(kernel)
+    return kernel
+
+
+def kernel() -> Kernel | None:
+    """The kernel the layers run, building it on first use; None if it is switched off or could
+    not be built (`unavailable_reason` says why; a failed build is said once, on stderr)."""
+    global _default, _default_error
+    if _default is not None or _default_error is not None:
+        return _default
+    _default_error = kernel_build.opted_out()
+    if _default_error is not None:
+        return None
     try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return "|".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags"))}))
-    except OSError:
-        return platform.processor() or platform.machine()
-
-
-def library_path() -> Path:
-    """Where the kernel for this source, TensorFlow version, compiler flags and CPU lives."""
-    key = hashlib.sha256(
-        b"\0".join(
-            s.encode() if isinstance(s, str) else s
-            for s in (SOURCE.read_bytes(), tf.__version__, " ".join(CXX_FLAGS), _cpu_signature())
-        )
-    ).hexdigest()[:16]
-    cache = Path(os.environ.get("LSTM_KERAS_KERNEL_CACHE") or Path.home() / ".cache" / "lstm_keras")
-    return cache / f"fused_rnn-tf{tf.__version__}-{key}.so"
-
-
-def build(force: bool = False) -> Path:
-    """Compile the kernel unless it is already there (safe to call from concurrent processes)."""
-    target = library_path()
-    if target.exists() and not force:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it right now
-        if target.exists() and not force:
-            return target
-        cxx = os.environ.get("CXX", "g++")
-        with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".so", delete=False) as tmp:
-            partial = Path(tmp.name)
-        command = [
-            cxx,
-            *CXX_FLAGS,
-            *tf.sysconfig.get_compile_flags(),
-            str(SOURCE),
-            "-o",
-            str(partial),
-            *tf.sysconfig.get_link_flags(),
-        ]
-        try:
-            result = subprocess.run(command, capture_output=True, text=True)
-        except FileNotFoundError as e:
-            partial.unlink(missing_ok=True)
-            raise KernelBuildError(f"no C++ compiler {cxx!r} (set CXX)") from e
-        if result.returncode != 0:
-            partial.unlink(missing_ok=True)
-            errors = [ln for ln in result.stderr.splitlines() if "error" in ln][:5]
-            raise KernelBuildError(f"{cxx} failed ({result.returncode}): " + " | ".join(errors))
-        os.replace(partial, target)  # atomic: a reader never sees half a library
-    return target
-
-
-def library():
-    """The loaded op module, building it on first use; None if that failed (see `unavailable_reason`)."""
-    global _library, _library_error
-    if _library is None and _library_error is None:
-        try:
-            path = library_path()
-            if not path.exists():
-                print(f"lstm_keras: compiling the fused RNN kernel into {path} (once)", file=sys.stderr)
-            _library = tf.load_op_library(str(build()))
-            _register_gradients(_library)
-        except (KernelBuildError, OSError, tf.errors.NotFoundError) as e:
-            _library_error = f"the fused kernel is not available: {e}"
-    return _library
+        if kernel_build.cached() is None:
+            print(
+                f"lstm_keras: compiling the fused RNN kernel into {kernel_build.cache_dir()} (once)",
+                file=sys.stderr,
+            )
+        result = kernel_build.build()
+        if result.rung is None:
+            raise kernel_build.KernelBuildError(
+                f"no rung of the flag ladder built: {result.summary()}; "
+                "rebuild with python -m lstm_keras.fused_engine build"
+            )
+        _default = _load(result.library, result.rung)
+    except (kernel_build.KernelBuildError, OSError, tf.errors.NotFoundError) as e:
+        _default_error = f"the fused kernel is not available: {e}"
+        if not isinstance(e, kernel_build.NoCompilerError):
+            print(f"lstm_keras: {_default_error}; LSTM/GRU layers use the tf_while engine", file=sys.stderr)
+    return _default
 
 
 def unavailable_reason() -> str | None:
-    library()
-    return _library_error
+    kernel()
+    return _default_error
+
+
+def load_rung(name: str) -> Kernel:
+    """Another rung's build beside the default one (ops renamed), for side-by-side timing."""
+    rung = kernel_build.rung_named(name)
+    return _load(kernel_build.build_rung(rung), rung, kernel_build.op_suffix(rung))
+
+
+@contextlib.contextmanager
+def pinned(kernel: Kernel):
+    """Layers traced inside this block run `kernel` instead of the default build."""
+    token = _pinned.set(kernel)
+    try:
+        yield kernel
+    finally:
+        _pinned.reset(token)
+
+
+def record() -> dict[str, str]:
+    """What a run records of the kernel: the rung and flags it was built with, or why there is none."""
+    k = kernel()
+    if k is None:
+        return {"fused_kernel": "unavailable", "fused_kernel_reason": _default_error[:500]}
+    return {"fused_kernel_rung": k.rung.name, "fused_kernel_flags": " ".join(k.rung.flags)}
 
 
 # Activations the kernel computes (and differentiates from their outputs) for φ and ψ.
@@ -178,7 +178,7 @@ LSTM_ATTRS = (
 )
 
 
-def _register_gradients(lib) -> None:
+def _register_gradients(kernel: Kernel) -> None:
     def previous_states(h0, h):
         return tf.concat([h0[:, None], h[:, :-1]], axis=1)  # h_{t-1} for t = 1 … T, batch-major
 
@@ -191,28 +191,28 @@ def _register_gradients(lib) -> None:
     def zeros_if_none(grad, like):
         return tf.zeros_like(like) if grad is None else grad
 
-    @tf.RegisterGradient("LstmSequence")
+    @tf.RegisterGradient("LstmSequence" + kernel.suffix)
     def _lstm_gradient(op, dh, dc, _dact):
         _, r, p, h0, c0 = op.inputs
         h, c, act = op.outputs
         attrs = {k: op.get_attr(k) for k in LSTM_ATTRS}
         attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
-        dz, dh0, dc0, dp = lib.lstm_sequence_grad(
+        dz, dh0, dc0, dp = kernel.op("LstmSequenceGrad")(
             r, p, c0, c, act, zeros_if_none(dh, h), zeros_if_none(dc, c), **attrs
         )  # dp: i and f saw c_{t-1}, o saw c_t; zeros for a gate without a peephole
         return dz, weight_gradient(h0, h, dz), dp, dh0, dc0
 
-    @tf.RegisterGradient("GruSequence")
+    @tf.RegisterGradient("GruSequence" + kernel.suffix)
     def _gru_gradient(op, dh, _dact):
         _, u, _, h0 = op.inputs
         h, act = op.outputs
-        dxp, drec, dh0 = lib.gru_sequence_grad(u, h0, h, act, zeros_if_none(dh, h))
+        dxp, drec, dh0 = kernel.op("GruSequenceGrad")(u, h0, h, act, zeros_if_none(dh, h))
         return dxp, weight_gradient(h0, h, drec), tf.reduce_sum(drec, axis=[0, 1]), dh0
 
 
 def run(layer, sequences, initial_state):
     """What `keras.layers.RNN.call` returns for `layer`, computed by the fused kernel."""
-    lib = library()
+    k = _pinned.get() or kernel()
     cell = layer.cell
     weights = tree.map_structure(
         lambda w: None if w is None else tf.convert_to_tensor(w), cell.step_weights()
@@ -229,7 +229,7 @@ def run(layer, sequences, initial_state):
         v = cell.variant
         zeros = tf.zeros([cell.units], xp.dtype)
         peepholes = tf.stack([weights["peephole"].get(g, zeros) for g in "ifo"])
-        h, c, _ = lib.lstm_sequence(
+        h, c, _ = k.op("LstmSequence")(
             xp,
             weights["recurrent_kernel"],
             peepholes,
@@ -247,7 +247,7 @@ def run(layer, sequences, initial_state):
         _, recurrent_bias = cell._biases(weights["bias"])
         if recurrent_bias is None:
             recurrent_bias = tf.zeros([3 * cell.units], xp.dtype)
-        h, _ = lib.gru_sequence(xp, weights["recurrent_kernel"], recurrent_bias, states[0])
+        h, _ = k.op("GruSequence")(xp, weights["recurrent_kernel"], recurrent_bias, states[0])
         final = [h[:, -1]]
     output = h if layer.return_sequences else final[0]
     if layer.return_sequences:
@@ -258,17 +258,38 @@ def run(layer, sequences, initial_state):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`build [--force]`, which `make setup` runs: climb the flag ladder and print the rung that
+    built and the library. Exit 1, with every rung's errors, if a compiler is there and no rung
+    builds; exit 0 with a note when there is no compiler or LSTM_KERAS_FUSED=0."""
     argv = sys.argv[1:] if argv is None else argv
     if argv not in (["build"], ["build", "--force"]):
         print("usage: python -m lstm_keras.fused_engine build [--force]", file=sys.stderr)
         return 2
-    try:
-        path = build(force="--force" in argv)
-    except KernelBuildError as e:
-        # Not fatal: the layers fall back to the lean engine. Say so and let setup go on.
+    reason = kernel_build.opted_out()
+    if reason is not None:
+        print(f"lstm_keras: {reason}; nothing to build", file=sys.stderr)
+        return 0
+    previous = kernel_build.cached()
+    try:  # setup is where a build should be tried: a failure cached earlier is tried again
+        result = kernel_build.build(
+            force="--force" in argv or (previous is not None and previous.rung is None)
+        )
+    except kernel_build.NoCompilerError as e:
         print(f"lstm_keras: {e}; the layers will use the tf_while engine", file=sys.stderr)
         return 0
-    print(path)
+    for f in result.failures:
+        flags = " ".join(f["flags"]) or "no -march"
+        print(f"lstm_keras: rung {f['rung']} ({flags}) failed: {' | '.join(f['errors'])}", file=sys.stderr)
+    if result.rung is None:
+        print(
+            f"lstm_keras: no rung of the flag ladder built the fused kernel (errors of every rung in "
+            f"{result.log}). Fix the compiler, or set {kernel_build.OPT_OUT}=0 to use the tf_while "
+            "engine on purpose.",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"rung {result.rung.describe()}")
+    print(result.library)
     return 0
 
 

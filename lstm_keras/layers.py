@@ -71,6 +71,7 @@ class _GatedRNN(keras.layers.RNN):
         self.use_cudnn = use_cudnn
         self.input_spec = keras.layers.InputSpec(ndim=3)
         self.engines_run: dict[str, str] = {}
+        self.fused_reasons: dict[str, str | None] = {}  # by mode: why that call was not fused
         if self.engine in ("auto", "fused") and keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
@@ -112,9 +113,11 @@ class _GatedRNN(keras.layers.RNN):
         return "tf_while" if self.lean_engine_reason(mask, training) is None else "keras"
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
-        engine = self.engine_used(mask, training)
-        # What the last traced call ran, by mode (masks are only known here, at call time).
-        self.engines_run["training" if training else "inference"] = engine
+        reason = self.fused_engine_reason(mask, training)
+        engine = "fused" if reason is None else self.engine_used(mask, training)
+        # What the last traced call ran, and why not fused, by mode (masks are known only here).
+        mode = "training" if training else "inference"
+        self.engines_run[mode], self.fused_reasons[mode] = engine, reason
         if engine == "fused":
             from lstm_keras import fused_engine
 

@@ -74,6 +74,12 @@ def test_mlflow_run_logs_every_param_curve_summary_and_artifact(mlflow_run_store
     tags = r.data.tags
     assert tags["mlflow.runName"] == "copy-T5 lstm/keras fb=1 tanh s0"
     assert tags["engine_used"] == "fused"  # the default LSTM trains on the fused kernel
+    from lstm_keras import kernel_build
+
+    built = kernel_build.cached()  # the build the run loaded, with the rung of the flag ladder
+    assert tags["fused_kernel_rung"] == built.rung.name
+    assert tags["fused_kernel_flags"] == " ".join(built.rung.flags)
+    assert "engine_fallback_reason" not in tags and "fell back" not in stdout
     for key in ("task", "cell", "variant", "git_commit", "data_checksum", "version.keras", "version.mlflow"):
         assert tags[key], key
     assert tags["version.tensorflow-cpu"] or tags["version.tensorflow"]
@@ -240,14 +246,19 @@ def test_char_lm_and_sentiment_train_on_the_real_corpora(tracking, shared_corpor
     assert np.isfinite(sst2["metrics.gate_z_mean"]) and np.isnan(sst2.get("metrics.gate_i_mean", np.nan))
 
 
-def test_simple_rnn_and_an_input_width_gru_variant_run_with_gradient_flow(tracking):
+def test_simple_rnn_and_an_input_width_gru_variant_run_with_gradient_flow(tracking, capsys):
     assert run.main([*TINY, "--task", "adding", "--cell", "rnn"]) == 0
+    assert "fell back" not in capsys.readouterr().out  # SimpleRNN has no engine choice
     assert run.main([*TINY, "--task", "adding", "--cell", "gru", "--variant", "MUT2"]) == 0
+    reason = "variant='MUT2' (the GRU kernel computes variant='keras')"
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "fell back" in ln]
+    assert lines == [f"engine: tf_while (engine=auto fell back: {reason})"]  # once, with the reason
     gru, rnn = (r for _, r in _runs().iterrows())
     assert np.isfinite(rnn["metrics.grad_flow_ratio_init"]) and rnn["metrics.grad_flow_ratio_init"] > 0
     assert not any(c.startswith("metrics.gate_") and not np.isnan(rnn[c]) for c in rnn.index)
     assert "metrics.gate_r_mean" in gru and gru["tags.variant"] == "MUT2"
     assert (rnn["tags.engine_used"], gru["tags.engine_used"]) == ("keras", "tf_while")
+    assert gru["tags.engine_fallback_reason"] == reason
 
 
 def test_early_stop_when_solved_logs_steps_to_solve_and_unspent_budget(tracking):

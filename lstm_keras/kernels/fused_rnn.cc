@@ -20,6 +20,12 @@
 #include "tensorflow/core/platform/threadpool.h"
 #include "Eigen/Core"
 
+// A build of this file for another rung of the flag ladder, loaded beside the default one (the
+// benchmark compares them in one process), names its ops with a suffix: LstmSequenceX8664V3.
+#ifndef OP_SUFFIX
+#define OP_SUFFIX ""
+#endif
+
 using namespace tensorflow;
 using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using MapM = Eigen::Map<Mat, 0, Eigen::OuterStride<>>;
@@ -145,7 +151,7 @@ struct LstmSpec {
       .Attr("candidate_activation: string")                              \
       .Attr("output_activation: string")
 
-REGISTER_OP("LstmSequence")
+REGISTER_OP("LstmSequence" OP_SUFFIX)
     .Input("xp: float")    // [B, T, S·H]: W x + b for the S slots that own weights
     .Input("r: float")     // [H, S·H]
     .Input("p: float")     // [3, H]: peepholes of i, f, o (zeros where a gate has none)
@@ -162,7 +168,7 @@ REGISTER_OP("LstmSequence")
       return OkStatus();
     });
 
-REGISTER_OP("LstmSequenceGrad")
+REGISTER_OP("LstmSequenceGrad" OP_SUFFIX)
     .Input("r: float")
     .Input("p: float")
     .Input("c0: float")
@@ -324,13 +330,13 @@ class LstmSequenceGradOp : public OpKernel {
   LstmSpec spec_;
 };
 
-REGISTER_KERNEL_BUILDER(Name("LstmSequence").Device(DEVICE_CPU), LstmSequenceOp);
-REGISTER_KERNEL_BUILDER(Name("LstmSequenceGrad").Device(DEVICE_CPU), LstmSequenceGradOp);
+REGISTER_KERNEL_BUILDER(Name("LstmSequence" OP_SUFFIX).Device(DEVICE_CPU), LstmSequenceOp);
+REGISTER_KERNEL_BUILDER(Name("LstmSequenceGrad" OP_SUFFIX).Device(DEVICE_CPU), LstmSequenceGradOp);
 
 // ---------------------------------------------------------------- GRU (Keras: reset after)
 //   z, r = σ(W_z,r x + b_z,r + U_z,r h_{t-1} + rb_z,r)
 //   h̃ = tanh(W_h x + b_h + r ⊙ (U_h h_{t-1} + rb_h));  h = z ⊙ h_{t-1} + (1 − z) ⊙ h̃
-REGISTER_OP("GruSequence")
+REGISTER_OP("GruSequence" OP_SUFFIX)
     .Input("xp: float")    // [B, T, 3H]: W x + b_in  (z, r, h)
     .Input("u: float")     // [H, 3H]
     .Input("rb: float")    // [3H]: recurrent bias
@@ -343,7 +349,7 @@ REGISTER_OP("GruSequence")
       return OkStatus();
     });
 
-REGISTER_OP("GruSequenceGrad")
+REGISTER_OP("GruSequenceGrad" OP_SUFFIX)
     .Input("u: float")
     .Input("h0: float")
     .Input("h: float")
@@ -442,5 +448,5 @@ class GruSequenceGradOp : public OpKernel {
   }
 };
 
-REGISTER_KERNEL_BUILDER(Name("GruSequence").Device(DEVICE_CPU), GruSequenceOp);
-REGISTER_KERNEL_BUILDER(Name("GruSequenceGrad").Device(DEVICE_CPU), GruSequenceGradOp);
+REGISTER_KERNEL_BUILDER(Name("GruSequence" OP_SUFFIX).Device(DEVICE_CPU), GruSequenceOp);
+REGISTER_KERNEL_BUILDER(Name("GruSequenceGrad" OP_SUFFIX).Device(DEVICE_CPU), GruSequenceGradOp);
