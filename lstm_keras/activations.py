@@ -67,6 +67,14 @@ def get_activation(activation: ActivationLike, *, argument: str) -> Callable:
     )
 
 
+def either(name: str, value: ActivationLike, alias_name: str, alias: ActivationLike) -> ActivationLike:
+    """`value`, or Keras's name for the same argument; both given is an error naming both
+    (one of them would otherwise be dropped without a word)."""
+    if value is not None and alias is not None:
+        raise ValueError(f"Give either {name}={value!r} or Keras's alias {alias_name}={alias!r}, not both.")
+    return alias if value is None else value
+
+
 def serialize_activation(fn: Callable):
     """Config form: our own names for the 1997 sigmoids, Keras's serialisation otherwise."""
     if fn is sigmoid_2m1:

@@ -7,7 +7,7 @@ import itertools
 import keras
 from keras import ops
 
-from lstm_keras.activations import ActivationLike, get_activation, serialize_activation
+from lstm_keras.activations import ActivationLike, either, get_activation, serialize_activation
 from lstm_keras.base_cell import GatedCell
 from lstm_keras.forget_bias import ForgetBias, forget_bias_values, validate_forget_bias
 from lstm_keras.variants import DENSE, GRU_VARIANTS, IDENTITY, NONE, TANH, lookup
@@ -68,8 +68,8 @@ class GRUCell(GatedCell):
         variant: str = "keras",
         forget_bias: ForgetBias = None,
         chrono_tmax: float | None = None,
-        candidate_activation: ActivationLike = "tanh",
-        gate_activation: ActivationLike = "sigmoid",
+        candidate_activation: ActivationLike = None,
+        gate_activation: ActivationLike = None,
         activation: ActivationLike = None,
         recurrent_activation: ActivationLike = None,
         reset_after: bool | None = None,
@@ -93,20 +93,10 @@ class GRUCell(GatedCell):
             default=None,
         )
         self.chrono_tmax = chrono_tmax
-        for name, explicit, alias in (
-            ("candidate_activation", candidate_activation, activation),
-            ("gate_activation", gate_activation, recurrent_activation),
-        ):
-            if alias is not None and explicit not in (alias, "tanh", "sigmoid"):
-                raise ValueError(f"Give either {name}={explicit!r} or Keras's alias {alias!r}, not both.")
-        self.candidate_activation = get_activation(
-            activation if activation is not None else candidate_activation,
-            argument="candidate_activation",
-        )
-        self.gate_activation = get_activation(
-            recurrent_activation if recurrent_activation is not None else gate_activation,
-            argument="gate_activation",
-        )
+        candidate = either("candidate_activation", candidate_activation, "activation", activation)
+        gate = either("gate_activation", gate_activation, "recurrent_activation", recurrent_activation)
+        self.candidate_activation = get_activation(candidate or "tanh", argument="candidate_activation")
+        self.gate_activation = get_activation(gate or "sigmoid", argument="gate_activation")
         v = self.variant
         self.dense_in = tuple(s for s in v.slots if v.input_term(s) == DENSE)
         self.dense_rec = tuple(s for s in v.slots if v.recurrent_term(s) != NONE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import initializers, ops
 
-from lstm_keras.activations import ActivationLike, get_activation, serialize_activation
+from lstm_keras.activations import ActivationLike, either, get_activation, serialize_activation
 from lstm_keras.base_cell import GatedCell, times
 from lstm_keras.forget_bias import CHRONO, ForgetBias, forget_bias_values, validate_forget_bias
 from lstm_keras.variants import COUPLED, LEARNED, LSTM_VARIANTS, LSTMVariant, lookup
@@ -29,7 +29,7 @@ def resolve_activations(
         ("output_activation", output_activation),
     ):
         default = get_activation(getattr(variant, argument), argument=argument)
-        chosen = explicit if explicit is not None else activation
+        chosen = either(argument, explicit, "activation", activation)
         fn = default if chosen is None else get_activation(chosen, argument=argument)
         if argument in variant.defining_activations and fn is not default:
             raise ValueError(
@@ -107,7 +107,7 @@ class LSTMCell(GatedCell):
         chrono_tmax: float | None = None,
         candidate_activation: ActivationLike = None,
         output_activation: ActivationLike = None,
-        gate_activation: ActivationLike = "sigmoid",
+        gate_activation: ActivationLike = None,
         activation: ActivationLike = None,
         recurrent_activation: ActivationLike = None,
         unit_forget_bias: bool | None = None,
@@ -137,15 +137,8 @@ class LSTMCell(GatedCell):
         )
         self.candidate_activation = acts["candidate_activation"]
         self.output_activation = acts["output_activation"]
-        if recurrent_activation is not None and gate_activation != "sigmoid":
-            raise ValueError(
-                f"Give either gate_activation={gate_activation!r} or Keras's "
-                f"recurrent_activation={recurrent_activation!r}, not both."
-            )
-        self.gate_activation = get_activation(
-            recurrent_activation if recurrent_activation is not None else gate_activation,
-            argument="gate_activation",
-        )
+        gate = either("gate_activation", gate_activation, "recurrent_activation", recurrent_activation)
+        self.gate_activation = get_activation(gate or "sigmoid", argument="gate_activation")
         self.peephole_initializer = initializers.get(peephole_initializer)
         self.gate_recurrent_initializer = initializers.get(gate_recurrent_initializer)
         self.learned_gates = tuple(g for g, mode in self.variant.gates.items() if mode == LEARNED)

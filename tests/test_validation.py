@@ -28,6 +28,27 @@ pytestmark = pytest.mark.backend_agnostic
         (lambda: lk.LSTMCell(4, dropout=1.5), ["dropout=1.5", "[0, 1)"]),
         (lambda: lk.GRUCell(4, variant="MUT1", reset_after=True), ["reset_after=True", "MUT1"]),
         (lambda: lk.LSTM(4, use_cudnn=True), ["use_cudnn=True", "'auto'"]),
+        # An argument and Keras's alias for it, both given: each is named, neither is dropped.
+        (
+            lambda: lk.GRUCell(4, candidate_activation="tanh", activation="relu"),
+            ["candidate_activation='tanh'", "activation='relu'", "not both"],
+        ),
+        (
+            lambda: lk.GRUCell(4, gate_activation="sigmoid", recurrent_activation="hard_sigmoid"),
+            ["gate_activation='sigmoid'", "recurrent_activation='hard_sigmoid'"],
+        ),
+        (
+            lambda: lk.GRU(4, candidate_activation="relu", activation="relu"),
+            ["candidate_activation='relu'", "activation='relu'"],
+        ),
+        (
+            lambda: lk.LSTMCell(4, gate_activation="sigmoid", recurrent_activation="hard_sigmoid"),
+            ["gate_activation='sigmoid'", "recurrent_activation='hard_sigmoid'"],
+        ),
+        (
+            lambda: lk.LSTMCell(4, candidate_activation="relu", activation="tanh"),
+            ["candidate_activation='relu'", "activation='tanh'"],
+        ),
     ],
 )
 def test_bad_argument_is_a_clear_value_error(make, needles):
@@ -50,3 +71,9 @@ def test_consistent_overrides_are_accepted():
     assert lk.LSTMCell(4, variant="lstm1997", candidate_activation="tanh").variant.name == "lstm1997"
     assert lk.GRUCell(4, reset_after=False).variant.name == "cho2014"
     assert lk.LSTMCell(4, unit_forget_bias=False).forget_bias is None
+    # Keras's names alone are Keras's meaning.
+    gru = lk.GRUCell(4, activation="relu", recurrent_activation="hard_sigmoid")
+    assert (gru.candidate_activation.__name__, gru.gate_activation.__name__) == ("relu", "hard_sigmoid")
+    lstm = lk.LSTMCell(4, activation="relu")
+    assert lstm.candidate_activation.__name__ == lstm.output_activation.__name__ == "relu"
+    assert lk.GRUCell(4).candidate_activation.__name__ == "tanh"
