@@ -109,7 +109,7 @@ class GRUCell(GatedCell):
     def build(self, input_shape):
         super().build(input_shape)
         v, u = self.variant, self.units
-        if any(v.input_term(s) in (IDENTITY, TANH) for s in v.slots) and input_shape[-1] != u:
+        if v.adds_input_elementwise and input_shape[-1] != u:
             raise ValueError(
                 f"variant={v.name!r} adds the input elementwise ({v.description}), so the input "
                 f"features must equal units={u}; got {input_shape[-1]}. Put a Dense or "

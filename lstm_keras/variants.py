@@ -142,6 +142,11 @@ class GRUVariant:
     def recurrent_term(self, slot: str) -> str:
         return DENSE if slot == "h" else self.gates[slot].recurrent
 
+    @property
+    def adds_input_elementwise(self) -> bool:
+        """x or tanh(x) enters a pre-activation as it is (MUT1, MUT2): input width must be units."""
+        return any(self.input_term(s) in (IDENTITY, TANH) for s in self.slots)
+
 
 _MUT = dict(reset_after=False, update_keeps_state=False)
 
