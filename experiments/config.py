@@ -263,6 +263,22 @@ def _validate_gates(c: RunConfig) -> None:
             f"forget_bias={fb!r} given, but {c.cell} variant={c.variant!r} has no forget/update gate; "
             "Valid choices: auto or none."
         )
+    if fb == "chrono" and input_length(c) <= 2:
+        # Chrono draws log(U[1, T − 1]) with T the input length: nothing to draw from for T <= 2.
+        raise ConfigError(
+            f"forget_bias='chrono' needs inputs longer than 2 steps; task={c.task!r} with "
+            f"seq_len={c.seq_len} gives {input_length(c)}. Valid choices: seq_len >= 3, or "
+            "forget_bias auto, a number or none."
+        )
+
+
+def input_length(c: RunConfig) -> int:
+    """Timesteps of the model's input (the chrono forget bias's T_max): copy adds its symbols."""
+    if c.task == "copy":
+        from experiments.tasks.copy_memory import N_COPY
+
+        return c.seq_len + 2 * N_COPY
+    return c.seq_len
 
 
 def _validate_task_options(c: RunConfig) -> None:

@@ -83,6 +83,9 @@ def test_strings_are_parsed_to_their_types_and_logged_back_verbatim():
         ({"task": "sentiment", "corpus": "tinyshakespeare"}, "corpus='tinyshakespeare'"),
         ({"target": "high"}, "target='high'"),
         ({"task": "adding", "seq_len": "1"}, "seq_len=1"),
+        ({"task": "adding", "seq_len": "2", "forget_bias": "chrono"}, "forget_bias='chrono' needs inputs"),
+        ({"task": "char_lm", "seq_len": "1", "forget_bias": "chrono"}, "seq_len=1 gives 1"),
+        ({"task": "sentiment", "seq_len": "2", "forget_bias": "chrono", "cell": "gru"}, "seq_len >= 3"),
         ({"candidate_activation": "swishy"}, "candidate_activation='swishy'"),
         ({"colour": "red"}, "colour"),
     ],
@@ -100,6 +103,8 @@ def test_each_bad_value_is_named_with_the_valid_choices(values, named):
         {"variant": "NIAF", "candidate_activation": "linear"},  # the variant's own choice is no contradiction
         {"variant": "NFG", "forget_bias": "none"},
         {"cell": "gru", "variant": "MUT1", "forget_bias": "chrono"},
+        {"task": "copy", "seq_len": "1", "forget_bias": "chrono"},  # copy's input is T + 20 steps
+        {"task": "adding", "seq_len": "3", "forget_bias": "chrono"},
         {"cell": "rnn", "candidate_activation": "relu"},
         {"cell": "rnn", "engine": "keras"},  # a spec's base may set it for every cell
         {"variant": "vanilla", "candidate_activation": "relu", "output_activation": "2sigmoid-1"},

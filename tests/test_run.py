@@ -188,6 +188,7 @@ def test_same_seed_gives_identical_metrics_and_reproduce_confirms_it(tracking):
         (["--units", "0"], "units=0"),
         (["--task", "char_lm", "--corpus", "/no/such/file.txt"], "/no/such/file.txt"),
         (["--optimizer", "adagrad"], "optimizer='adagrad'"),
+        (["--task", "adding", "--seq_len", "2", "--forget_bias", "chrono"], "forget_bias='chrono' needs"),
         (["--nonsense", "1"], "unrecognized arguments"),
     ],
 )
