@@ -56,14 +56,17 @@ def check_data(config: RunConfig) -> None:
 
 def _progress(config: RunConfig, metric: str, baseline: float, start: float):
     def show(record: dict) -> None:
+        """One line per evaluation; what is not known yet (at step 0: the training loss, the
+        gradient norm, the time left) is left out rather than printed as nan."""
         step = record["step"]
         elapsed = time.perf_counter() - start
-        eta = elapsed / step * (config.steps - step) if step else float("nan")
         loss = f"loss {record['loss']:.4f}  " if "loss" in record else ""
+        grad = f"  |g| {record['grad_norm']:.3g}" if "grad_norm" in record else ""
+        eta = f"  eta {elapsed / step * (config.steps - step):5.0f}s" if step else ""
         print(
             f"step {step:6d}/{config.steps}  {loss}val_loss {record['val_loss']:.4f} "
             f"({record['val_loss'] / baseline:.2f}× baseline)  {metric} {record['val_' + metric]:.4f}"
-            f"  |g| {record.get('grad_norm', float('nan')):.3g}  {elapsed:5.0f}s  eta {eta:5.0f}s",
+            f"{grad}  {elapsed:5.0f}s{eta}",
             flush=True,
         )
 

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -287,3 +288,15 @@ def test_run_names_say_what_differs_and_skip_the_bias_of_a_missing_forget_gate()
     )
     assert named == "adding-T20 lstm/keras fb=2 relu s3"
     assert run_name(from_strings({"cell": "gru", "variant": "NUG"})) == "copy-T20 gru/NUG tanh s0"
+
+
+def test_the_progress_line_prints_what_is_known_and_no_nan(capsys):
+    from experiments.config import RunConfig
+
+    show = run._progress(RunConfig(steps=100), "mse", 2.0, time.perf_counter())
+    show({"step": 0, "val_loss": 1.0, "val_mse": 1.0})
+    show({"step": 50, "val_loss": 0.5, "val_mse": 0.5, "loss": 0.6, "grad_norm": 0.25})
+    first, later = capsys.readouterr().out.splitlines()
+    assert "nan" not in first and "|g|" not in first and "eta" not in first
+    assert first.startswith("step      0/100  val_loss 1.0000 (0.50× baseline)  mse 1.0000")
+    assert "loss 0.6000" in later and "|g| 0.25" in later and "eta" in later and "nan" not in later
