@@ -30,12 +30,15 @@ def _recurrent_cell(layer):
     return cell
 
 
-def _unroll(cell, inputs, initial_state=None, go_backwards=False, mask=None):
-    """Python-unrolled forward pass; yields (h, states, gates) per processed step.
+def _unroll(cell, inputs, initial_state=None, go_backwards=False, mask=None, zero_output_for_mask=False):
+    """Python-unrolled forward pass; yields (output, states, gates) per processed step.
 
     Works for our cells (gates reported) and any Keras RNN cell (no gates). Where `mask`
-    (batch, timesteps) is false the step is skipped as keras.layers.RNN skips it: states
-    and output carry over unchanged.
+    (batch, timesteps) is false the step is skipped as keras.layers.RNN skips it: the states
+    carry over, and the output repeats the previous output (zeros before the first unmasked
+    step, whatever the initial state; zeros at every masked step with `zero_output_for_mask`).
+    The output is computed from states[0], so a gradient with respect to states[0] is the total
+    one, through the output and the next step.
     """
     x = ops.convert_to_tensor(inputs, dtype=cell.compute_dtype)
     if not cell.built:
@@ -45,24 +48,26 @@ def _unroll(cell, inputs, initial_state=None, go_backwards=False, mask=None):
     states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
     gated = isinstance(cell, GatedCell)
     projected = cell.project_inputs(x) if gated else x
-    h = ops.zeros((x.shape[0], cell.units), dtype=x.dtype)
+    zeros = ops.zeros((x.shape[0], cell.units), dtype=x.dtype)
+    started = ops.zeros((x.shape[0], 1), dtype="bool")  # has the row had an unmasked step yet?
     steps = range(x.shape[1] - 1, -1, -1) if go_backwards else range(x.shape[1])
     for t in steps:
         if gated:
-            new_h, new_states, gates = cell.recurrent_step(projected[:, t], states, training=False)
+            _, new_states, gates = cell.recurrent_step(projected[:, t], states, training=False)
         else:
-            new_h, new_states = cell(x[:, t], states, training=False)
+            _, new_states = cell(x[:, t], states, training=False)
             gates = {}
-            if not isinstance(new_states, (list, tuple)):
-                new_states = [new_states]
-        if mask is not None:
+        new_states = list(new_states) if isinstance(new_states, (list, tuple)) else [new_states]
+        if mask is None:
+            states, output = new_states, new_states[0]  # h is states[0] in every Keras RNN cell
+        else:
             keep = ops.expand_dims(ops.convert_to_tensor(mask[:, t]), -1)
-            new_h = ops.where(keep, new_h, h)
-            # states[0] is h in every Keras RNN cell: keep them one tensor, so that the gradient
-            # with respect to h_t includes the path through the next step.
-            new_states = [new_h] + [ops.where(keep, new, old) for new, old in zip(new_states[1:], states[1:])]
-        h, states = new_h, list(new_states)
-        yield h, states, gates
+            states = [ops.where(keep, new, old) for new, old in zip(new_states, states)]
+            started = ops.logical_or(started, keep)
+            # Keras repeats the previous output, which is the carried h once the row has
+            # started, and zeros before: written from states[0], so gradients reach it.
+            output = ops.where(keep if zero_output_for_mask else started, states[0], zeros)
+        yield output, states, gates
 
 
 def gate_trace(layer, inputs, initial_state=None, mask=None) -> dict[str, np.ndarray]:
@@ -78,12 +83,15 @@ def gate_trace(layer, inputs, initial_state=None, mask=None) -> dict[str, np.nda
     Returns:
         A dict of arrays `(batch, timesteps, units)` in processing order: for an LSTM
         `i`, `f`, `g` (candidate), `o`, `c`, `h`; for a GRU `z`, `r`, `h_cand`, `h`. A gate
-        that the variant fixes open is reported as ones (CIFG's coupled f as 1 − i).
+        that the variant fixes open is reported as ones (CIFG's coupled f as 1 − i). `h` is
+        the layer's output sequence and `c` its cell state, both as `keras.layers.RNN` has them
+        under a mask (a masked step carries the state over and repeats the previous output).
     """
     cell = _cell_of(layer)
     trace: dict[str, list] = {}
     go_backwards = getattr(layer, "go_backwards", False)
-    for h, states, gates in _unroll(cell, inputs, initial_state, go_backwards, mask):
+    zero_output = getattr(layer, "zero_output_for_mask", False)
+    for h, states, gates in _unroll(cell, inputs, initial_state, go_backwards, mask, zero_output):
         named = {("h_cand" if k == "h" else k): v for k, v in gates.items()}
         named["h"] = h
         if len(states) > 1:
@@ -201,6 +209,7 @@ class GradientFlow:
         states = cell.get_initial_state(batch_size=tf.shape(x)[0])
         states = list(states) if isinstance(states, (list, tuple)) else [states]
         has_c = len(states) > 1
+        zero_output = getattr(layer, "zero_output_for_mask", False)
         zeros = tf.zeros(tf.stack([length, tf.shape(x)[0], cell.units]), x.dtype)
         eps_h, eps_c = tf.identity(zeros), tf.identity(zeros)
 
@@ -228,7 +237,8 @@ class GradientFlow:
                 rest = [carry(n, o) for n, o in zip(new_states[1:], states[1:])]
                 if has_c:  # a masked step carries c_{t-1} over: ε_t joins it there
                     rest[0] = carry(new_states[1], states[1] + push_c.read(t))
-                return t + 1, [h, *rest], outputs.write(t, h)
+                out = h * keep if zero_output else h  # keras.layers.RNN's zero_output_for_mask
+                return t + 1, [h, *rest], outputs.write(t, out)
 
             _, states, outputs = tf.while_loop(
                 lambda t, *_: t < length,
@@ -251,12 +261,14 @@ class GradientFlow:
 
         layer = self.layer
         with tf.GradientTape() as tape:
-            hs, cs = [], []
+            outputs, hs, cs = [], [], []
             mask = None if np.all(mask) else np.asarray(mask) > 0.5
-            for h, states, _ in _unroll(self.cell, x, go_backwards=layer.go_backwards, mask=mask):
-                hs.append(h)
+            zero_output = getattr(layer, "zero_output_for_mask", False)
+            for out, states, _ in _unroll(self.cell, x, None, layer.go_backwards, mask, zero_output):
+                outputs.append(out)
+                hs.append(states[0])  # the output is computed from it: ∂L/∂h_t is the total one
                 cs.extend(states[1:2])
-            output = ops.stack(hs, axis=1) if layer.return_sequences else hs[-1]
+            output = ops.stack(outputs, axis=1) if layer.return_sequences else outputs[-1]
             loss = self._loss(output, targets)
         grads = tape.gradient(loss, hs + cs)
         norms = [np.linalg.norm(np.asarray(g, np.float64)) if g is not None else 0.0 for g in grads]

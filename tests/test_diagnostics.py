@@ -99,13 +99,14 @@ def _unrolled_flow(model, layer, x, y, loss_fn, mask=None):
     if isinstance(features, (list, tuple)):
         features, mask = features
     with tf.GradientTape() as tape:
-        hs, cs = [], []
-        for h, states, _ in _unroll(
+        outputs, hs, cs = [], [], []
+        for out, states, _ in _unroll(
             _recurrent_cell(layer), features, go_backwards=layer.go_backwards, mask=mask
         ):
-            hs.append(h)
+            outputs.append(out)
+            hs.append(states[0])
             cs.extend(states[1:2])
-        output = keras.ops.stack(hs, axis=1) if layer.return_sequences else hs[-1]
+        output = keras.ops.stack(outputs, axis=1) if layer.return_sequences else outputs[-1]
         loss = keras.ops.mean(loss_fn(tf.constant(y), after(output)))
     grads = tape.gradient(loss, hs + cs)
     norms = np.array([0.0 if g is None else np.linalg.norm(g.numpy().astype(np.float64)) for g in grads])
@@ -168,3 +169,35 @@ def test_a_padding_mask_from_the_embedding_carries_states_over(rng):
     assert np.all(flow["c"][: T // 2] > 0) and np.all(flow["c"][T // 2 :] == 0)
     # Padded steps pass h through unchanged: the gradient reaching them is the final one.
     np.testing.assert_allclose(flow["h"][T // 2 :], flow["h"][-1], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("ours", "builtin", "n_states"), [(lk.LSTM, keras.layers.LSTM, 2), (lk.GRU, keras.layers.GRU, 1)]
+)
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+def test_gate_trace_under_a_mask_and_an_initial_state_is_what_keras_computes(
+    ours, builtin, n_states, zero_output_for_mask, rng
+):
+    """First steps masked in some rows, a gap in others, a non-zero initial state: the traced
+    outputs and final states equal Keras's own layer with copied weights."""
+    B, T, F, U = 4, 6, 3, 5
+    x = rng.normal(size=(B, T, F)).astype("float32")
+    mask = np.ones((B, T), bool)
+    mask[0, :2] = False  # starts masked: Keras outputs zeros there, the state stays the initial one
+    mask[1, 0] = False
+    mask[2, 3:5] = False  # a gap: the previous output is repeated
+    state = [rng.normal(size=(B, U)).astype("float32") for _ in range(n_states)]
+    options = {"return_sequences": True, "return_state": True, "zero_output_for_mask": zero_output_for_mask}
+    reference = builtin(U, **options)
+    reference.build((B, T, F))
+    reference.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in reference.get_weights()])
+    layer = ours(U, **options)
+    layer.build((B, T, F))
+    layer.set_weights(reference.get_weights())
+    expected = [keras.ops.convert_to_numpy(t) for t in reference(x, initial_state=state, mask=mask)]
+    trace = lk.gate_trace(layer, x, initial_state=state, mask=mask)
+    np.testing.assert_allclose(trace["h"], expected[0], atol=1e-5)
+    np.testing.assert_allclose(trace["h"][0, :2], 0.0)  # not the initial state
+    final_states = [trace["h"][:, -1], *([trace["c"][:, -1]] if n_states == 2 else [])]
+    for ours_state, keras_state in zip(final_states, expected[1:], strict=True):
+        np.testing.assert_allclose(ours_state, keras_state, atol=1e-5)
