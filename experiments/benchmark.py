@@ -5,6 +5,10 @@ Every contender trains on the same batch in one process; rounds are interleaved 
 steps/s and ratios to the built-in of the same kind. Run:
 
     python -m experiments.benchmark [--shapes copy adding char_lm] [--variants NFG CIFG ...]
+                                    [--rungs native,x86-64-v3,x86-64-v2]
+
+`--rungs` adds our LSTM and GRU on the fused kernel built with each rung of the compiler-flag
+ladder (`LSTM:x86-64-v3`: what a CPU with AVX2 only gets), loaded beside the default build.
 """
 
 from __future__ import annotations
@@ -67,11 +71,12 @@ def build_model(shape: Shape, recurrent_layer):
     return model
 
 
-def contenders(shape: Shape, variants: list[str]) -> dict:
+def contenders(shape: Shape, variants: list[str], rungs: dict | None = None) -> dict:
     """name → (reference name, layer factory). Our layers on the default engine (the fused
     kernel), `-while` (engine="tf_while") and `-plain` (engine="keras", i.e. keras.layers.RNN)
     are compared with their built-in; a variant on the default engine with itself on the plain
-    path (`-plain`, which is compared with our plain LSTM/GRU: what the ablation saves)."""
+    path (`-plain`, which is compared with our plain LSTM/GRU: what the ablation saves).
+    `rungs` (name → fused_engine.Kernel): our LSTM/GRU on each of those builds (`LSTM:<rung>`)."""
     import keras
 
     import lstm_keras as lk
@@ -86,6 +91,8 @@ def contenders(shape: Shape, variants: list[str]) -> dict:
                 ref,
                 lambda o=ours, e=engine: o(shape.units, return_sequences=seq, engine=e),
             )
+        for rung in rungs or {}:
+            out[f"{kind}:{rung}"] = (ref, lambda o=ours: o(shape.units, return_sequences=seq, engine="fused"))
     for v in variants:
         kind, layer = ("LSTM", lk.LSTM) if v in lk.LSTM_VARIANTS else ("GRU", lk.GRU)
         kwargs = {"variant": v, "return_sequences": seq}
@@ -136,26 +143,70 @@ def _engine(model) -> str:
     return layer.engine_used(training=True) if hasattr(layer, "engine_used") else "builtin"
 
 
+def _rung_of(name: str, engine: str, rungs: dict) -> str | None:
+    """The flag-ladder rung of the kernel a contender ran (None: not the fused kernel)."""
+    if ":" in name:
+        return name.split(":", 1)[1]
+    if engine != "fused":
+        return None
+    from lstm_keras import fused_engine
+
+    return fused_engine.kernel().rung.name
+
+
+def load_rungs(names: list[str]) -> tuple[dict, list[str]]:
+    """The kernel built with each named rung (name → Kernel), and a line for each that failed."""
+    from lstm_keras import fused_engine, kernel_build
+
+    kernels, failed = {}, []
+    for name in names:
+        try:
+            kernels[name] = fused_engine.load_rung(name)
+        except (kernel_build.KernelBuildError, ValueError) as e:
+            failed.append(f"{name}: {e}")
+    return kernels, failed
+
+
 def _kind(name: str) -> str | None:
     """LSTM / GRU for the full-gate layers (ours and the built-ins); None for ablated variants."""
     if "/" in name:
         return None
     for kind in GATES:
-        if name.removeprefix("keras.").startswith(kind):
+        if name.removeprefix("keras.").split(":")[0].startswith(kind):
             return kind
     return None
 
 
-def run_shape(shape: Shape, variants: list[str], rounds: int, steps: int, seed: int = 0) -> list[dict]:
+def _train_step(model, x, y, kernel=None):
+    """One training step; on `kernel` (a rung's build) when given: the train function is traced
+    on its first call, inside the pin, so every later call runs that build."""
+    if kernel is None:
+        return lambda: model.train_on_batch(x, y)
+    from lstm_keras import fused_engine
+
+    def step():
+        with fused_engine.pinned(kernel):
+            return model.train_on_batch(x, y)
+
+    return step
+
+
+def run_shape(
+    shape: Shape, variants: list[str], rounds: int, steps: int, seed: int = 0, rungs: dict | None = None
+) -> list[dict]:
     import keras
     import numpy as np
 
+    rungs = rungs or {}
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     x, y = _batch(shape, rng)
-    entries = contenders(shape, variants)
+    entries = contenders(shape, variants, rungs)
     models = {name: build_model(shape, factory()) for name, (_, factory) in entries.items()}
-    jobs = {name: (lambda m=model: m.train_on_batch(x, y)) for name, model in models.items()}
+    jobs = {
+        name: _train_step(model, x, y, rungs.get(name.split(":")[1]) if ":" in name else None)
+        for name, model in models.items()
+    }
     # The per-step GEMM peak is timed in the same rounds, so the same noise hits it.
     probes = {f"gemm.{kind}": gemm_probe(shape, kind) for kind in GATES}
     jobs.update({name: fn for name, (fn, _) in probes.items()})
@@ -176,6 +227,7 @@ def run_shape(shape: Shape, variants: list[str], rounds: int, steps: int, seed: 
     rows = []
     for name, (ref, _) in entries.items():
         kind = _kind(name)
+        engine = _engine(models[name])
         rows.append(
             {
                 "shape": shape.name,
@@ -184,7 +236,8 @@ def run_shape(shape: Shape, variants: list[str], rounds: int, steps: int, seed: 
                 "steps_per_s": medians[name],
                 "ratio": medians[name] / medians[ref],
                 "params": models[name].count_params(),
-                "engine": _engine(models[name]),
+                "engine": engine,
+                "rung": _rung_of(name, engine, rungs),
                 # Share of the per-step GEMM peak the whole training step reaches on the
                 # recurrent products alone (embedding, head and optimizer not counted).
                 "gemm_share": medians[name] * recurrent_flops(shape, kind) / peak[kind] if kind else None,
@@ -196,13 +249,14 @@ def run_shape(shape: Shape, variants: list[str], rounds: int, steps: int, seed: 
 
 def format_table(rows: list[dict]) -> str:
     lines = [
-        f"{'shape':8} {'layer':14} {'engine':8} {'steps/s':>8} {'ratio':>6}  vs {'':12} {'params':>8} gemm%"
+        f"{'shape':8} {'layer':18} {'engine':8} {'rung':18} {'steps/s':>8} {'ratio':>6}  vs {'':12} "
+        f"{'params':>8} gemm%"
     ]
     for r in rows:
         share = f"{100 * r['gemm_share']:5.0f}" if r.get("gemm_share") else ""
         lines.append(
-            f"{r['shape']:8} {r['layer']:14} {r.get('engine', ''):8} {r['steps_per_s']:8.2f} "
-            f"{r['ratio']:6.2f}  vs {r['reference']:12} {r['params']:8d} {share}"
+            f"{r['shape']:8} {r['layer']:18} {r.get('engine', ''):8} {r.get('rung') or '':18} "
+            f"{r['steps_per_s']:8.2f} {r['ratio']:6.2f}  vs {r['reference']:12} {r['params']:8d} {share}"
         )
     peaks = {
         r["layer"].removeprefix("keras."): r["gemm_peak_gflops"] for r in rows if r.get("gemm_peak_gflops")
@@ -229,11 +283,13 @@ def log_to_mlflow(rows: list[dict], args: argparse.Namespace) -> str:
             "variants": ",".join(args.variants) or "none",
             "rounds": str(args.rounds),
             "steps": str(args.steps),
+            "rungs": ",".join(getattr(args, "rungs", None) or []) or "none",
         }
         mlflow.log_params({k: v for k, v in params.items() if k not in logged})
         commit, dirty = tracking.git_commit()
         mlflow.set_tags(
             {
+                **_kernel_record(),
                 "benchmark": "true",
                 "git_commit": commit,
                 "git_dirty": str(dirty).lower(),
@@ -248,6 +304,13 @@ def log_to_mlflow(rows: list[dict], args: argparse.Namespace) -> str:
         mlflow.log_text(format_table(rows), "benchmark.txt")
         mlflow.log_text(markdown_table(mlflow.get_run(run.info.run_id).data.metrics), "benchmark.md")
     return run.info.run_id
+
+
+def _kernel_record() -> dict[str, str]:
+    """The default build's rung and flags (or why there is none), as runs record them."""
+    from lstm_keras import fused_engine
+
+    return fused_engine.record()
 
 
 def markdown_table(metrics: dict[str, float]) -> str:
@@ -285,6 +348,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--variants", nargs="*", default=[], help="extra LSTM/GRU variants to time")
+    parser.add_argument(
+        "--rungs",
+        type=lambda text: [r for r in text.split(",") if r and r != "none"],
+        default=[],
+        help="comma-separated flag-ladder rungs to time our LSTM/GRU on, side by side "
+        "(native, x86-64-v3, x86-64-v2, generic, native-no-<extension>; none: only the default build)",
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10, help="train steps per timed round")
     parser.add_argument(
@@ -304,9 +374,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for v in args.variants:
         if v not in lk.LSTM_VARIANTS and v not in lk.GRU_VARIANTS:
             parser.error(f"unknown variant {v!r}; valid: {', '.join([*lk.LSTM_VARIANTS, *lk.GRU_VARIANTS])}")
+    rungs, failed = load_rungs(args.rungs)
+    for line in failed:
+        print(f"rung {line} (left out)", flush=True)
     rows = []
     for name in args.shapes:
-        rows += run_shape(SHAPES[name], args.variants, args.rounds, args.steps)
+        rows += run_shape(SHAPES[name], args.variants, args.rounds, args.steps, rungs=rungs)
         print(format_table([r for r in rows if r["shape"] == name]), flush=True)
     if args.mlflow == "true":
         print(f"logged to MLflow run {log_to_mlflow(rows, args)}", flush=True)

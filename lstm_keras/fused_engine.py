@@ -104,10 +104,15 @@ def unavailable_reason() -> str | None:
     return _default_error
 
 
+_rungs: dict[str, Kernel] = {}  # extra builds loaded in this process (ops register only once)
+
+
 def load_rung(name: str) -> Kernel:
     """Another rung's build beside the default one (ops renamed), for side-by-side timing."""
-    rung = kernel_build.rung_named(name)
-    return _load(kernel_build.build_rung(rung), rung, kernel_build.op_suffix(rung))
+    if name not in _rungs:
+        rung = kernel_build.rung_named(name)
+        _rungs[name] = _load(kernel_build.build_rung(rung), rung, kernel_build.op_suffix(rung))
+    return _rungs[name]
 
 
 @contextlib.contextmanager

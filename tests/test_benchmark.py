@@ -6,6 +6,7 @@ from experiments import benchmark
 
 
 @pytest.mark.tf_only
+@pytest.mark.slow  # trains every contender
 def test_benchmark_reports_each_contender_against_its_builtin():
     tiny = benchmark.Shape("tiny", batch=4, seq_len=5, features=3, units=4, outputs=2)
     rows = benchmark.run_shape(tiny, variants=["NFG", "cho2014"], rounds=1, steps=1)
@@ -90,3 +91,21 @@ def test_readme_table_is_built_from_a_runs_metrics():
     assert (
         table[2] == "| copy (B128, T120, 128 units) | 1.01× (51 %) | 1.04× | 0.96× | 1.29× | – | – | 1.16× |"
     )
+
+
+@pytest.mark.tf_only
+@pytest.mark.slow  # compiles a rung of the kernel (cached per machine) and trains on it
+def test_benchmark_times_our_layers_on_another_rung_beside_the_default_build():
+    from lstm_keras import fused_engine
+
+    kernels, failed = benchmark.load_rungs(["x86-64-v2", "no-such-rung"])
+    assert list(kernels) == ["x86-64-v2"] and kernels["x86-64-v2"].suffix == "X8664V2"
+    assert len(failed) == 1 and failed[0].startswith("no-such-rung: Unknown rung 'no-such-rung'")
+    tiny = benchmark.Shape("tiny", batch=4, seq_len=5, features=3, units=4, outputs=2)
+    rows = {r["layer"]: r for r in benchmark.run_shape(tiny, [], rounds=1, steps=1, rungs=kernels)}
+    default = fused_engine.kernel().rung.name
+    assert rows["LSTM"]["rung"] == rows["GRU"]["rung"] == default
+    assert rows["LSTM:x86-64-v2"]["rung"] == rows["GRU:x86-64-v2"]["rung"] == "x86-64-v2"
+    assert rows["LSTM:x86-64-v2"]["reference"] == "keras.LSTM" and rows["keras.GRU"]["rung"] is None
+    assert rows["GRU:x86-64-v2"]["engine"] == "fused" and rows["LSTM-while"]["rung"] is None
+    assert "LSTM:x86-64-v2" in benchmark.format_table(list(rows.values()))

@@ -115,6 +115,7 @@ def test_tracking_server_down_at_start_fails_in_seconds_naming_the_uri_before_an
 
 
 @pytest.mark.tf_only
+@pytest.mark.slow  # servers, Ray or a trained run in a subprocess
 def test_tracking_server_lost_mid_run_finishes_training_keeps_the_rest_locally_and_replays_it(tmp_path):
     port = tracking_server.free_port()
     kept = tmp_path / "offline"
@@ -279,6 +280,7 @@ def test_a_bad_sweep_spec_exits_2_in_one_line_naming_key_and_choices_and_creates
 
 
 @pytest.mark.tf_only
+@pytest.mark.slow  # servers, Ray or a trained run in a subprocess
 def test_ctrl_c_during_training_ends_the_run_killed_not_running_and_keeps_its_metrics(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cmd = [sys.executable, "-m", "experiments.run", *TINY, "--steps", "100000", "--eval_every", "2"]
@@ -310,6 +312,7 @@ def test_ctrl_c_during_training_ends_the_run_killed_not_running_and_keeps_its_me
 
 
 @pytest.mark.tf_only
+@pytest.mark.slow  # servers, Ray or a trained run in a subprocess
 def test_the_same_sweep_started_twice_at_once_trains_every_trial_exactly_once_under_one_parent(tmp_path):
     # 2 forget biases × 2 seeds, on a fresh sqlite store: both sweeps also race to make its tables.
     spec = _spec(base={**SWEEP_TINY, "steps": 20, "eval_every": 10})

@@ -1,6 +1,8 @@
 """The fused C++ kernel computes exactly what keras.layers.RNN and Keras's built-ins compute,
 or steps aside with its reason."""
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -224,6 +226,7 @@ def test_fit_lowers_the_loss_and_a_saved_model_reloads_on_the_fused_kernel(rng, 
     np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
+@pytest.mark.slow  # a training, a compiler or a fresh TensorFlow in a subprocess
 def test_without_a_compiler_the_layers_fall_back_and_say_why(tmp_path):
     """A fresh kernel cache and no compiler: the layer runs on the lean engine, naming the cause."""
     script = (
@@ -255,3 +258,74 @@ def test_build_is_cached_by_source_tensorflow_and_rung():
         "fused_kernel_rung": built.rung.name,
         "fused_kernel_flags": " ".join(built.rung.flags),
     }
+
+
+# Run in a fresh process: the intra-op pool's size (which sets the kernel's batch chunks, one per
+# thread and at most B/16) is fixed once TensorFlow starts.
+_CHUNKED_PEEPHOLES = """
+import json, sys
+import numpy as np, tensorflow as tf
+tf.config.threading.set_intra_op_parallelism_threads(3)
+import lstm_keras as lk
+B, T, F, U = 67, 13, 4, 6
+rng = np.random.default_rng(5)
+layers = [lk.LSTM(U, variant="vanilla", return_sequences=True, return_state=True, engine=e)
+          for e in ("tf_while", "fused")]
+for layer in layers:
+    layer.build((B, T, F))
+weights = [rng.normal(0, 0.5, w.shape).astype("float32") for w in layers[0].get_weights()]
+x = tf.constant(rng.normal(size=(B, T, F)).astype("float32"))
+results = []
+for layer in layers:
+    layer.set_weights(weights)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = sum(tf.reduce_sum(tf.sin(3.0 * t)) for t in layer(x))
+    grads = tape.gradient(loss, [x, *layer.trainable_weights])
+    results.append(([t.numpy() for t in layer(x)], [g.numpy() for g in grads]))
+names = ["x", *(w.path for w in layers[1].trainable_weights)]
+(out_a, grad_a), (out_b, grad_b) = results
+print(json.dumps({
+    "threads": tf.config.threading.get_intra_op_parallelism_threads(),
+    "engines": [layer.engine_used() for layer in layers],
+    "outputs": max(float(np.abs(a - b).max()) for a, b in zip(out_a, out_b)),
+    "grads": {n: float(np.abs(a - b).max() / max(1.0, np.abs(a).max()))
+              for n, a, b in zip(names, grad_a, grad_b)},
+}))
+"""
+
+
+@pytest.mark.slow  # a training, a compiler or a fresh TensorFlow in a subprocess
+def test_peephole_gradient_summed_over_several_batch_chunks_of_an_odd_batch():
+    """The peephole gradient is a sum of per-chunk partials: 3 threads split a batch of 67 into
+    chunks of 22, 22 and 23 rows; every gradient equals the tf_while engine's."""
+    result = subprocess.run(
+        [sys.executable, "-c", _CHUNKED_PEEPHOLES], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["threads"] == 3 and found["engines"] == ["tf_while", "fused"]
+    assert found["outputs"] < 1e-5
+    peepholes = [n for n in found["grads"] if "peephole" in n]
+    assert len(peepholes) == 3, found["grads"]
+    assert all(err < 1e-5 for err in found["grads"].values()), found["grads"]
+
+
+@pytest.mark.slow  # compiles the x86-64-v2 rung (cached per machine)
+@pytest.mark.parametrize("cls", KINDS)
+def test_a_pinned_rung_traces_its_own_ops_and_computes_what_the_default_build_does(cls, rng):
+    """What the benchmark's `--rungs` rests on: inside `pinned`, a traced layer calls the other
+    build's renamed ops, forwards and backwards, with the same results."""
+    other = fused_engine.load_rung("x86-64-v2")
+    _, layer = _layers(cls, rng, return_sequences=True)
+    x = tf.constant(rng.normal(size=(B, T, F)).astype("float32"))
+    graphs, results = [], []
+    for pin in (contextlib.nullcontext(), fused_engine.pinned(other)):
+        with pin:
+            traced = tf.function(lambda x: _outputs_and_grads(layer, x)).get_concrete_function(x)
+        graphs.append({op.type for op in traced.graph.get_operations()})
+        results.append(traced(x))
+    op = "LstmSequence" if cls is lk.LSTM else "GruSequence"
+    assert {op, op + "Grad"} <= graphs[0] and not {op + "X8664V2"} & graphs[0]
+    assert {op + "X8664V2", op + "GradX8664V2"} <= graphs[1] and op not in graphs[1]
+    _assert_same(results[0], results[1])

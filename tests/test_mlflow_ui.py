@@ -32,6 +32,8 @@ from experiments.config import from_strings
 from experiments.sweep_spec import load
 from experiments.tracking import run_name
 
+pytestmark = pytest.mark.slow  # starts a server and a browser
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 STUDY = "ui"

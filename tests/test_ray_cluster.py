@@ -11,7 +11,7 @@ import yaml
 from experiments import ray_netns
 from experiments.sweep_spec import load
 
-pytestmark = pytest.mark.tf_only
+pytestmark = [pytest.mark.tf_only, pytest.mark.slow]  # starts a multi-node Ray cluster
 
 # Long enough (early_stop off) that a trial is still training when its node is killed: the
 # watcher polls every 0.5 s, and 100 steps of this model took less than that here.

@@ -383,6 +383,7 @@ def test_missing_configurations_are_not_tested_with_a_reason(store, tmp_path):
     assert "Studies listing this claim: variants" in (tmp_path / "variants" / "claims.md").read_text()
 
 
+@pytest.mark.slow  # a training, a compiler or a fresh TensorFlow in a subprocess
 def test_combined_report_uses_every_sweep_and_logs_on_each_parent(store, tmp_path):
     client, sweeps = store
     rep = report.generate(["fb_worse", sweeps["cells"][0]], tmp_path)

@@ -63,6 +63,7 @@ def mlflow_run_store(tmp_path_factory):
     mlflow.set_tracking_uri(None)
 
 
+@pytest.mark.slow  # mlflow run in a subprocess
 def test_mlflow_run_logs_every_param_curve_summary_and_artifact(mlflow_run_store):
     uri, run_id, stdout = mlflow_run_store
     client = mlflow.MlflowClient(uri)
@@ -124,6 +125,7 @@ def test_mlflow_run_logs_every_param_curve_summary_and_artifact(mlflow_run_store
     )
 
 
+@pytest.mark.slow  # mlflow run in a subprocess
 def test_logged_model_reloads_with_pyfunc_in_a_fresh_process(mlflow_run_store, tmp_path):
     uri, run_id, _ = mlflow_run_store
     model = mlflow.search_logged_models(
@@ -149,6 +151,7 @@ def test_logged_model_reloads_with_pyfunc_in_a_fresh_process(mlflow_run_store, t
     assert "predicted (3, 25, 10)" in done.stdout
 
 
+@pytest.mark.slow  # a training, a compiler or a fresh TensorFlow in a subprocess
 def test_a_diverging_run_ends_finished_with_diverged_1(tracking):
     args = ["--variant", "vanilla", "--candidate_activation", "relu", "--output_activation", "relu"]
     args += ["--learning_rate", "1e4", "--clipnorm", "0", "--optimizer", "sgd", "--steps", "30"]
@@ -160,6 +163,7 @@ def test_a_diverging_run_ends_finished_with_diverged_1(tracking):
     assert r["params.learning_rate"] == "1e4"  # logged verbatim, as given
 
 
+@pytest.mark.slow  # a training, a compiler or a fresh TensorFlow in a subprocess
 def test_same_seed_gives_identical_metrics_and_reproduce_confirms_it(tracking):
     client = mlflow.MlflowClient()
     first = run.main([*TINY, "--task", "adding", "--seed", "3"])
@@ -213,6 +217,7 @@ def test_a_bad_parameter_fails_in_one_line_before_tensorflow_and_leaves_no_run(t
     assert not (tmp_path / "mlflow.db").exists()  # no store touched, so no run at all
 
 
+@pytest.mark.slow  # a training, a compiler or a fresh TensorFlow in a subprocess
 def test_mlflow_run_with_a_bad_parameter_leaves_no_running_run(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cmd = [sys.executable, "-m", "mlflow", "run", str(ROOT), "--env-manager", "local", "-P", "variant=bogus"]
@@ -229,6 +234,7 @@ def test_mlflow_run_with_a_bad_parameter_leaves_no_running_run(tmp_path):
     assert "RUNNING" not in statuses
 
 
+@pytest.mark.slow  # a training, a compiler or a fresh TensorFlow in a subprocess
 def test_char_lm_and_sentiment_train_on_the_real_corpora(tracking, shared_corpora):
     data = ["--data_dir", str(shared_corpora)]
     assert run.main([*TINY, "--task", "char_lm", "--seq_len", "20", *data]) == 0
@@ -248,6 +254,7 @@ def test_char_lm_and_sentiment_train_on_the_real_corpora(tracking, shared_corpor
     assert np.isfinite(sst2["metrics.gate_z_mean"]) and np.isnan(sst2.get("metrics.gate_i_mean", np.nan))
 
 
+@pytest.mark.slow  # a training, a compiler or a fresh TensorFlow in a subprocess
 def test_simple_rnn_and_an_input_width_gru_variant_run_with_gradient_flow(tracking, capsys):
     assert run.main([*TINY, "--task", "adding", "--cell", "rnn"]) == 0
     assert "fell back" not in capsys.readouterr().out  # SimpleRNN has no engine choice
@@ -263,6 +270,7 @@ def test_simple_rnn_and_an_input_width_gru_variant_run_with_gradient_flow(tracki
     assert gru["tags.engine_fallback_reason"] == reason
 
 
+@pytest.mark.slow  # a training, a compiler or a fresh TensorFlow in a subprocess
 def test_early_stop_when_solved_logs_steps_to_solve_and_unspent_budget(tracking):
     # A lenient target (MSE 0.5) stands in for "solved" so that a tiny run reaches it.
     assert run.main([*TINY, "--task", "adding", "--target", "0.5", "--steps", "60"]) == 0

@@ -110,6 +110,7 @@ def _env(tmp_path) -> dict:
 
 
 @pytest.mark.tf_only
+@pytest.mark.slow  # sweeps on Ray
 def test_a_sweep_runs_nested_trials_on_ray_isolates_a_failure_and_resumes(tmp_path):
     bad_text = tmp_path / "short.txt"
     bad_text.write_text("to be or not to be, " * 2)  # valid UTF-8, too short to split: fails at load
@@ -182,6 +183,7 @@ def _kill_marked(marker: str) -> None:
 
 
 @pytest.mark.tf_only
+@pytest.mark.slow  # sweeps on Ray
 def test_a_sweep_killed_with_sigkill_and_rerun_ends_with_every_trial_exactly_once(tmp_path):
     spec = _spec(grid={"forget_bias": ["0", "1", "2"]}, base={**TINY, "steps": 30, "eval_every": 10})
     path = _write(tmp_path, spec)
@@ -236,6 +238,7 @@ def test_a_sweep_killed_with_sigkill_and_rerun_ends_with_every_trial_exactly_onc
 
 
 @pytest.mark.tf_only
+@pytest.mark.slow  # sweeps on Ray
 def test_mlflow_run_sweep_entry_point_makes_the_launcher_run_the_parent_and_resumes_into_it(tmp_path):
     """`mlflow run . -e sweep`: the run MLflow opens for the entry point is the sweep's parent;
     a second launch adopts the first one's finished trials instead of running them again."""

@@ -22,6 +22,8 @@ from experiments import tracking_server
 from experiments.config import RunConfig
 from experiments.sweep_spec import load
 
+pytestmark = pytest.mark.slow  # starts PostgreSQL and an MLflow server
+
 ROOT = Path(__file__).resolve().parents[1]
 CELLS, SEEDS = ("lstm", "gru"), (0, 1, 2, 3)  # 8 trials
 STEPS, EVAL_EVERY = 4, 2

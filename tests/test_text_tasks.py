@@ -236,6 +236,7 @@ def test_sentiment_vocab_size_caps_the_vocabulary(shared):
 
 
 @pytest.mark.tf_only
+@pytest.mark.slow  # a training, a compiler or a fresh TensorFlow in a subprocess
 def test_sentiment_imdb_fixed_split(shared):
     from experiments.tasks import sentiment
 

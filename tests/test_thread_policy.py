@@ -7,6 +7,8 @@ from test_sweep import ROOT, _spec, _write
 
 from experiments import thread_policy
 
+pytestmark = pytest.mark.slow  # runs a sweep per policy, several rounds
+
 
 def test_policy_strings_are_checked():
     assert thread_policy.parse_policy("2x1") == (2, 1)
