@@ -47,10 +47,10 @@ test: lint
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -m backend_agnostic
 
 tracking-server: setup
-	$(BIN)/python -m experiments.tracking_server start
+	$(BIN)/python -m experiments.tracking.server start
 
 tracking-server-stop: setup
-	$(BIN)/python -m experiments.tracking_server stop
+	$(BIN)/python -m experiments.tracking.server stop
 
 bench: setup
 	$(BIN)/python -m experiments.benchmark

@@ -274,7 +274,7 @@ def log_to_mlflow(rows: list[dict], args: argparse.Namespace) -> str:
     """One run per benchmark: ratios and steps/s as metrics, so performance history shows in the UI."""
     import mlflow
 
-    from experiments import tracking
+    from experiments.tracking import records as tracking
 
     with mlflow.start_run(run_name=f"benchmark {' '.join(args.shapes)}") as run:
         logged = mlflow.get_run(run.info.run_id).data.params  # `mlflow run` logged its own

@@ -15,9 +15,9 @@ import argparse
 import sys
 from dataclasses import fields
 
-from experiments.config import ConfigError, RunConfig, from_strings
 from experiments.run import TIMING_METRICS, check_data, train_and_log
-from experiments.tracking import run_params
+from experiments.tracking.records import run_params
+from experiments.training.config import ConfigError, RunConfig, from_strings
 
 
 def config_of(params: dict[str, str]) -> tuple[RunConfig, dict[str, str]]:

@@ -6,7 +6,7 @@
 Parameters are checked (and corpora verified, and a tracking server asked for /health) before
 TensorFlow is imported, so a bad value or a server that is down costs a second (exit 2) and
 leaves no run behind. A diverging run ends FINISHED with diverged=1. A tracking server lost
-mid-run does not stop training: the rest of the run is kept locally (experiments/offline.py).
+mid-run does not stop training: the rest of the run is kept locally (experiments/tracking/offline.py).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import sys
 import threading
 import time
 
-from experiments import corpora, offline
-from experiments.config import AUTO, ConfigError, RunConfig, build_parser, from_strings
+from experiments.tracking import offline
+from experiments.training import corpora
+from experiments.training.config import AUTO, ConfigError, RunConfig, build_parser, from_strings
 
 # Set before TensorFlow and MLflow load (lazily, in train_and_log).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -116,9 +117,10 @@ def train_and_log(
     """
     import mlflow
 
-    from experiments import plots, tracking
-    from experiments.tasks import make_task
-    from experiments.train import Trainer, summary
+    from experiments.tracking import records as tracking
+    from experiments.training import plots
+    from experiments.training.tasks import make_task
+    from experiments.training.trainer import Trainer, summary
 
     wall_start = time.perf_counter()
     name = name or tracking.run_name(config)  # a sweep's trial names what differs from its siblings

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import config as cfg
+from experiments.training import config as cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,8 +21,8 @@ def test_activation_choices_are_exactly_what_the_library_accepts():
 
 @pytest.mark.tf_only
 def test_engine_choices_are_the_layers_and_reach_the_built_layer():
-    from experiments.model import build_model
-    from experiments.tasks import make_task
+    from experiments.training.model import build_model
+    from experiments.training.tasks import make_task
     from lstm_keras.layers import ENGINES
 
     assert cfg.ENGINES == ENGINES
@@ -42,7 +42,7 @@ def test_variant_choices_come_from_the_library_specs():
 def test_parsing_the_config_imports_neither_tensorflow_nor_keras():
     probe = (
         "import sys\n"
-        "from experiments.config import from_strings\n"
+        "from experiments.training.config import from_strings\n"
         "c = from_strings({'task': 'char_lm', 'variant': 'NFG', 'seq_len': '50'})\n"
         "assert c.seq_len == 50 and c.variant == 'NFG'\n"
         "print(sorted(m for m in ('tensorflow', 'keras', 'jax') if m in sys.modules))\n"

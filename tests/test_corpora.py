@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments import corpora
-from experiments.corpora import CORPORA, CorpusError
+from experiments.training import corpora
+from experiments.training.corpora import CORPORA, CorpusError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 UNREACHABLE = "http://127.0.0.1:9/x"  # the discard port: nothing listens, refused at once
@@ -161,7 +161,8 @@ def test_validate_corpus(tmp_path):
 
 def test_importing_corpora_loads_no_numeric_stack():
     code = (
-        "import sys, experiments.corpora; print(sorted({'numpy', 'tensorflow', 'keras'} & set(sys.modules)))"
+        "import sys, experiments.training.corpora\n"
+        "print(sorted({'numpy', 'tensorflow', 'keras'} & set(sys.modules)))"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)

@@ -5,7 +5,7 @@ once) and the test asserts what a careful user wants to see happen.
     fault                               wanted outcome
     tracking server down at start       exit 2 in seconds, one line naming the URI, no TensorFlow/Ray
     tracking server lost mid-run        training finishes, the rest kept locally (path printed),
-                                        exit 1; `experiments.offline replay` completes the same run
+                                        exit 1; `experiments.tracking.offline replay` completes the same run
     artifact store full / read-only     exit 1, one line; run FAILED with the error as a tag; metrics kept
     corpus file truncated               exit 2 naming the file and sha256, before a run or TensorFlow
     sweep spec: unknown key, wrong      exit 2, one line naming the key/value and the valid choices,
@@ -30,8 +30,10 @@ from test_sweep import TINY as SWEEP_TINY
 from test_sweep import _env as _sweep_env
 from test_sweep import _kill_marked, _spec, _sweep_cmd, _write
 
-from experiments import offline, run, tracking_server
-from experiments.sweep_spec import load
+from experiments import run
+from experiments.sweep.spec import load
+from experiments.tracking import offline
+from experiments.tracking import server as tracking_server
 
 ROOT = Path(__file__).resolve().parents[1]
 # MLflow retries a refused HTTP request for ~4 minutes by default; a user who wants a lost
@@ -143,7 +145,7 @@ def test_tracking_server_lost_mid_run_finishes_training_keeps_the_rest_locally_a
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: lost the MLflow tracking server") and uri in last
     (folder,) = kept.iterdir()
-    assert str(folder) in last and "python -m experiments.offline replay" in last
+    assert str(folder) in last and "python -m experiments.tracking.offline replay" in last
     run_id = folder.name
 
     journal = [json.loads(line) for line in (folder / "journal.jsonl").read_text().splitlines()]
@@ -163,7 +165,7 @@ def test_tracking_server_lost_mid_run_finishes_training_keeps_the_rest_locally_a
         client = mlflow.MlflowClient(uri)
         assert client.get_run(run_id).info.status == "RUNNING"  # what the server knew at the loss
         replay = subprocess.run(
-            [sys.executable, "-m", "experiments.offline", "replay", str(folder)],
+            [sys.executable, "-m", "experiments.tracking.offline", "replay", str(folder)],
             cwd=tmp_path,
             env=_env(MLFLOW_TRACKING_URI=uri),
             capture_output=True,

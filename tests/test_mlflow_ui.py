@@ -27,10 +27,10 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect, sync_playwright
 from test_team_tracking import _run_sweep as run_sweep_in_own_group
 
-from experiments import tracking_server
-from experiments.config import from_strings
-from experiments.sweep_spec import load
-from experiments.tracking import run_name
+from experiments.sweep.spec import load
+from experiments.tracking import server as tracking_server
+from experiments.tracking.records import run_name
+from experiments.training.config import from_strings
 
 pytestmark = pytest.mark.slow  # starts a server and a browser
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from experiments.config import from_strings, variant_names
-from experiments.model import build_model
-from experiments.tasks import make_task
+from experiments.training.config import from_strings, variant_names
+from experiments.training.model import build_model
+from experiments.training.tasks import make_task
 
 pytestmark = pytest.mark.tf_only
 

@@ -1,5 +1,5 @@
 """A sweep on a real multi-node Ray cluster: the head (driver, tracking server) and two worker
-nodes are separate Linux network namespaces with their own addresses (experiments/ray_netns.py).
+nodes are separate Linux network namespaces with their own addresses (experiments/sweep/ray_netns.py).
 The sweep is submitted by address, its trials run only on the worker nodes and log to the one
 tracking server; a worker node killed mid-trial has that trial re-run by Ray on the other node.
 Needs root (`ip netns`); CI runs as root."""
@@ -8,8 +8,8 @@ import mlflow
 import pytest
 import yaml
 
-from experiments import ray_netns
-from experiments.sweep_spec import load
+from experiments.sweep import ray_netns
+from experiments.sweep.spec import load
 
 pytestmark = [pytest.mark.tf_only, pytest.mark.slow]  # starts a multi-node Ray cluster
 
@@ -99,7 +99,7 @@ def test_a_worker_node_killed_mid_trial_has_its_trial_rerun_by_ray_on_the_other_
     parent = _parent(cluster, "netns_kill")
     assert parent.data.metrics["trials_retried"] == 1 and parent.data.metrics["trials_finished"] == 4
     # The report says what was retried.
-    from experiments import report
+    from experiments.report import pipeline as report
 
     mlflow.set_tracking_uri(cluster.tracking_uri)
     try:

@@ -16,9 +16,10 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag
 from scipy import stats as st
 
-from experiments import claims as cl
-from experiments import report, stats
-from experiments.config import RunConfig
+from experiments.report import claims as cl
+from experiments.report import pipeline as report
+from experiments.report import stats
+from experiments.training.config import RunConfig
 
 STEPS = (0, 50, 100, 150)
 
@@ -427,7 +428,7 @@ def test_cli_writes_the_report_and_fails_clearly_on_an_unknown_sweep(store, tmp_
 def test_a_gradient_that_underflowed_to_zero_counts_as_vanished_not_missing():
     import pandas as pd
 
-    from experiments import report
+    from experiments.report import pipeline as report
 
     raw = pd.DataFrame(
         {

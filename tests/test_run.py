@@ -69,7 +69,7 @@ def test_mlflow_run_logs_every_param_curve_summary_and_artifact(mlflow_run_store
     client = mlflow.MlflowClient(uri)
     r = client.get_run(run_id)
     assert r.info.status == "FINISHED"
-    from experiments.config import RunConfig
+    from experiments.training.config import RunConfig
 
     assert set(RunConfig.__dataclass_fields__) <= set(r.data.params)
     assert r.data.params["seq_len"] == "5" and r.data.params["task"] == "copy"
@@ -133,7 +133,7 @@ def test_logged_model_reloads_with_pyfunc_in_a_fresh_process(mlflow_run_store, t
     )[0]
     script = (
         "import sys, numpy as np, mlflow, lstm_keras\n"
-        "from experiments.tasks.copy_memory import copy_batch\n"
+        "from experiments.training.tasks.copy_memory import copy_batch\n"
         f"m = mlflow.pyfunc.load_model({model.model_uri!r})\n"
         "x, _ = copy_batch(np.random.default_rng(0), 3, 5)\n"
         "p = m.predict(x)\n"
@@ -283,8 +283,8 @@ def test_early_stop_when_solved_logs_steps_to_solve_and_unspent_budget(tracking)
 
 
 def test_run_names_say_what_differs_and_skip_the_bias_of_a_missing_forget_gate():
-    from experiments.config import from_strings
-    from experiments.tracking import resolved_forget_bias, run_name
+    from experiments.tracking.records import resolved_forget_bias, run_name
+    from experiments.training.config import from_strings
 
     assert (
         run_name(from_strings({"task": "copy", "seq_len": "100", "variant": "NFG"}))
@@ -299,7 +299,7 @@ def test_run_names_say_what_differs_and_skip_the_bias_of_a_missing_forget_gate()
 
 
 def test_the_progress_line_prints_what_is_known_and_no_nan(capsys):
-    from experiments.config import RunConfig
+    from experiments.training.config import RunConfig
 
     show = run._progress(RunConfig(steps=100), "mse", 2.0, time.perf_counter())
     show({"step": 0, "val_loss": 1.0, "val_mse": 1.0})

@@ -14,9 +14,10 @@ import mlflow
 import pytest
 import yaml
 
-from experiments import report, reproduce
-from experiments.sweep_spec import SpecError, load
-from experiments.tracking import run_params
+from experiments import reproduce
+from experiments.report import pipeline as report
+from experiments.sweep.spec import SpecError, load
+from experiments.tracking.records import run_params
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "experiments" / "sweeps").glob("*.yaml"))

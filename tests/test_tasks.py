@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from experiments.tasks import adding, copy_memory
+from experiments.training.tasks import adding, copy_memory
 
 
 def test_copy_layout_follows_arjovsky_2016(rng):

@@ -18,9 +18,9 @@ import mlflow
 import pytest
 import yaml
 
-from experiments import tracking_server
-from experiments.config import RunConfig
-from experiments.sweep_spec import load
+from experiments.sweep.spec import load
+from experiments.tracking import server as tracking_server
+from experiments.training.config import RunConfig
 
 pytestmark = pytest.mark.slow  # starts PostgreSQL and an MLflow server
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.corpora import CorpusError
-from experiments.tasks import char_lm
+from experiments.training.corpora import CorpusError
+from experiments.training.tasks import char_lm
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 SEQ = 50
@@ -171,7 +171,7 @@ def _sst2_labels(path: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def sst2(shared):
-    from experiments.tasks import sentiment
+    from experiments.training.tasks import sentiment
 
     return sentiment.make(seq_len=SEQ, seed=0, corpus="sst2", data_dir=shared)
 
@@ -208,7 +208,7 @@ def test_sentiment_pads_with_zero_at_the_end(sst2):
 
 
 def test_sentiment_accuracy_is_argmax_agreement():
-    from experiments.tasks.sentiment import accuracy
+    from experiments.training.tasks.sentiment import accuracy
 
     logits = np.array([[2.0, 1.0], [0.0, 3.0], [5.0, 1.0], [1.0, 0.0]])
     assert accuracy(np.array([0, 1, 1, 0]), logits) == 0.75
@@ -217,7 +217,7 @@ def test_sentiment_accuracy_is_argmax_agreement():
 
 @pytest.mark.tf_only
 def test_sentiment_vocabulary_is_deterministic(sst2, shared):
-    from experiments.tasks import sentiment
+    from experiments.training.tasks import sentiment
 
     again = sentiment.make(seq_len=SEQ, seed=1, corpus="sst2", data_dir=shared)
     assert again.info["vocab_sha256"] == sst2.info["vocab_sha256"]
@@ -228,7 +228,7 @@ def test_sentiment_vocabulary_is_deterministic(sst2, shared):
 
 @pytest.mark.tf_only
 def test_sentiment_vocab_size_caps_the_vocabulary(shared):
-    from experiments.tasks import sentiment
+    from experiments.training.tasks import sentiment
 
     task = sentiment.make(seq_len=8, seed=0, corpus="sst2", data_dir=shared, vocab_size=50)
     assert task.input_vocab == 50
@@ -238,7 +238,7 @@ def test_sentiment_vocab_size_caps_the_vocabulary(shared):
 @pytest.mark.tf_only
 @pytest.mark.slow  # a training, a compiler or a fresh TensorFlow in a subprocess
 def test_sentiment_imdb_fixed_split(shared):
-    from experiments.tasks import sentiment
+    from experiments.training.tasks import sentiment
 
     task = sentiment.make(seq_len=200, seed=5, corpus="imdb", data_dir=shared)
     assert [int(task.info[f"{s}_size"]) for s in ("train", "valid", "test")] == [23_750, 1_250, 25_000]
@@ -256,7 +256,7 @@ def test_sentiment_imdb_fixed_split(shared):
 
 
 def test_sentiment_imdb_drops_br_tags(shared):
-    from experiments.tasks.sentiment import _read_jsonl
+    from experiments.training.tasks.sentiment import _read_jsonl
 
     texts, labels = _read_jsonl(shared / "imdb" / "imdb_test.jsonl.gz")
     assert len(texts) == 25_000 and not any("<br />" in t for t in texts)
@@ -264,7 +264,7 @@ def test_sentiment_imdb_drops_br_tags(shared):
 
 
 def test_sentiment_rejects_an_unknown_corpus():
-    from experiments.tasks import sentiment
+    from experiments.training.tasks import sentiment
 
     with pytest.raises(CorpusError, match="'ptb'.*'sst2', 'imdb'"):
         sentiment.make(seq_len=10, seed=0, corpus="ptb")

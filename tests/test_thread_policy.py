@@ -5,7 +5,7 @@ import argparse
 import pytest
 from test_sweep import ROOT, _spec, _write
 
-from experiments import thread_policy
+from experiments.sweep import thread_policy
 
 pytestmark = pytest.mark.slow  # runs a sweep per policy, several rounds
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 
 import lstm_keras as lk
-from experiments.config import AUTO, RunConfig, variant_specs
-from experiments.tasks.base import Task
+from experiments.training.config import AUTO, RunConfig, variant_specs
+from experiments.training.tasks.base import Task
 
 RECURRENT = "recurrent"  # the probed layer's name
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from experiments.config import ConfigError, RunConfig, from_strings
+from experiments.training.config import ConfigError, RunConfig, from_strings
 
 TOP_KEYS = {
     "study",

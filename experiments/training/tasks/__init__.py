@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from experiments.config import AUTO, RunConfig
-from experiments.tasks.base import Task
+from experiments.training.config import AUTO, RunConfig
+from experiments.training.tasks.base import Task
 
 
 def make_task(config: RunConfig) -> Task:
@@ -11,22 +11,22 @@ def make_task(config: RunConfig) -> Task:
     c = config
     target = None if c.target == AUTO else float(c.target)
     if c.task == "copy":
-        from experiments.tasks import copy_memory
+        from experiments.training.tasks import copy_memory
 
         return copy_memory.make(
             seq_len=c.seq_len, seed=c.seed, variable_delay=c.variable_delay, target=target
         )
     if c.task == "adding":
-        from experiments.tasks import adding
+        from experiments.training.tasks import adding
 
         return adding.make(seq_len=c.seq_len, seed=c.seed, target=target)
     corpus = {} if c.corpus == AUTO else {"corpus": c.corpus}
     data_dir = None if c.data_dir == AUTO else c.data_dir
     if c.task == "char_lm":
-        from experiments.tasks import char_lm
+        from experiments.training.tasks import char_lm
 
         return char_lm.make(seq_len=c.seq_len, seed=c.seed, data_dir=data_dir, target=target, **corpus)
-    from experiments.tasks import sentiment
+    from experiments.training.tasks import sentiment
 
     return sentiment.make(
         seq_len=c.seq_len, seed=c.seed, data_dir=data_dir, vocab_size=c.vocab_size, target=target, **corpus

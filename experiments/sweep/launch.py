@@ -12,7 +12,7 @@ trials without a FINISHED child; runs left behind by a killed attempt are delete
 run records them in `retried_from`. A trial that raises ends FAILED with its error; the others
 go on, and the parent counts finished / diverged / failed. The same sweep started twice at once
 shares one parent and the work: each trial is claimed atomically on the parent before it is
-trained (experiments/trial_claims.py), so no configuration runs twice.
+trained (experiments/sweep/leases.py), so no configuration runs twice.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-from experiments import offline, trial_claims
-from experiments.sweep_spec import SpecError, Sweep, Trial, load
+from experiments.sweep import leases as trial_claims
+from experiments.sweep.spec import SpecError, Sweep, Trial, load
+from experiments.tracking import offline
 
 ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -83,10 +84,10 @@ def run_trial(
 
     if ray.is_initialized():  # the host that ran it: on a cluster, a lost node's trials show up elsewhere
         tags["ray_node_ip"] = ray.util.get_node_ip_address()
-    from experiments import trial_claims
-    from experiments.config import from_strings
     from experiments.run import train_and_log
-    from experiments.tracking import run_name
+    from experiments.sweep import leases as trial_claims
+    from experiments.tracking.records import run_name
+    from experiments.training.config import from_strings
 
     config = from_strings(trial.params)
     run_id = client.create_run(

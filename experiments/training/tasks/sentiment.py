@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments import corpora
-from experiments.corpora import CorpusError
-from experiments.tasks.base import Task, entropy_nats, sampled_batches
+from experiments.training import corpora
+from experiments.training.corpora import CorpusError
+from experiments.training.tasks.base import Task, entropy_nats, sampled_batches
 
 DEFAULT_TARGET = {"sst2": 0.80, "imdb": 0.85}
 IMDB_VALID_FRACTION = 0.05

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import corpora
-from experiments.corpora import CorpusError
-from experiments.tasks.base import Task, entropy_nats
+from experiments.training import corpora
+from experiments.training.corpora import CorpusError
+from experiments.training.tasks.base import Task, entropy_nats
 
 # The project's convention for "learned beyond n-gram statistics". On tinyshakespeare's training
 # split the conditional entropy given the previous 0, 1, 2, 3 characters is 4.77, 3.54, 2.75,

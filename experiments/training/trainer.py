@@ -16,10 +16,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from experiments import probes
-from experiments.config import RunConfig
-from experiments.model import RECURRENT, build_model, make_optimizer
-from experiments.tasks.base import Task
+from experiments.training import probes
+from experiments.training.config import RunConfig
+from experiments.training.model import RECURRENT, build_model, make_optimizer
+from experiments.training.tasks.base import Task
 
 EVAL_BATCH = 500
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.tasks.base import Task
+from experiments.training.tasks.base import Task
 
 BASELINE_MSE = 1.0 / 6.0
 DEFAULT_TARGET = 0.01  # MSE at which the problem counts as solved (Le et al. 2015)

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from experiments.tasks.base import Task
+from experiments.training.tasks.base import Task
 
 N_SYMBOLS = 8  # symbols 1..8
 BLANK, DELIMITER = 0, 9

@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from types import ModuleType
 
-from experiments import corpora
+from experiments.training import corpora
 
 TASKS = ("copy", "adding", "char_lm", "sentiment")
 CELLS = ("lstm", "gru", "rnn")  # rnn: Keras's SimpleRNN, the ungated baseline
@@ -275,7 +275,7 @@ def _validate_gates(c: RunConfig) -> None:
 def input_length(c: RunConfig) -> int:
     """Timesteps of the model's input (the chrono forget bias's T_max): copy adds its symbols."""
     if c.task == "copy":
-        from experiments.tasks.copy_memory import N_COPY
+        from experiments.training.tasks.copy_memory import N_COPY
 
         return c.seq_len + 2 * N_COPY
     return c.seq_len

@@ -1,6 +1,7 @@
 """A multi-host Ray cluster on one Linux machine: network namespaces joined by a bridge (root only).
 
-    sudo .venv/bin/python -m experiments.ray_netns --spec experiments/sweeps/forget_bias.yaml --kill-worker
+    sudo .venv/bin/python -m experiments.sweep.ray_netns \
+        --spec experiments/sweeps/forget_bias.yaml --kill-worker
 
 Ray will not form a second node on loopback, so each node gets a network namespace of its own —
 its own interfaces, address and ports, like a separate machine on a LAN:
@@ -37,9 +38,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.tracking_server import healthy
+from experiments.tracking.server import healthy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "rayns"
 GCS_PORT, MLFLOW_PORT = 6379, 5000
 ENV = {

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 import lstm_keras as lk
-from experiments.tasks.base import Task
+from experiments.training.tasks.base import Task
 
 SATURATED_LOW, SATURATED_HIGH = 0.05, 0.95
 

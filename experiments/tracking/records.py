@@ -8,12 +8,12 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from experiments.config import AUTO, RunConfig, variant_specs
+from experiments.training.config import AUTO, RunConfig, variant_specs
 
 if TYPE_CHECKING:
-    from experiments.offline import Recorder
+    from experiments.tracking.offline import Recorder
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = (
     "tensorflow-cpu",
     "tensorflow",

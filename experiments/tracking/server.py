@@ -1,8 +1,8 @@
 """A team MLflow tracking server on PostgreSQL, started and stopped from one directory.
 
-    python -m experiments.tracking_server start [--dir .tracking] [--pg-port 5433] [--port 5000]
+    python -m experiments.tracking.server start [--dir .tracking] [--pg-port 5433] [--port 5000]
     export MLFLOW_TRACKING_URI=http://127.0.0.1:5000      # then runs and sweeps log to it
-    python -m experiments.tracking_server status|stop [--dir .tracking]
+    python -m experiments.tracking.server status|stop [--dir .tracking]
 
 `start` makes (once) a PostgreSQL cluster in <dir>/pgdata and starts it on 127.0.0.1 (its unix
 socket in <dir>/pgsock), creates the role and database `mlflow` (password in <dir>/pg_password),

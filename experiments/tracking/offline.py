@@ -9,7 +9,7 @@ be logged (params, tags, metrics at their steps and times, artifacts, the final 
 
 the run exits 1 naming that folder, and once the server is back
 
-    python -m experiments.offline replay offline_runs/<run id> [--tracking_uri URI]
+    python -m experiments.tracking.offline replay offline_runs/<run id> [--tracking_uri URI]
 
 logs it into the same run, in order, each operation once (a replay cut short resumes).
 
@@ -206,7 +206,7 @@ class Recorder:
         return TrackingLostError(
             f"lost the MLflow tracking server {redacted(self.tracking_uri)} during run {self.run_id}; "
             f"what it could not log is in {self.folder}. When the server is back: "
-            f"python -m experiments.offline replay {self.folder}"
+            f"python -m experiments.tracking.offline replay {self.folder}"
         )
 
     # -------------------------------------------------------------- machinery

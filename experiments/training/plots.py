@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from experiments.tasks.base import Task  # noqa: E402
+from experiments.training.tasks.base import Task  # noqa: E402
 
 
 def learning_curves(evaluations: list[dict], task: Task, title: str) -> Figure:

@@ -4,7 +4,7 @@ A claim has parts; a part has contrasts "A vs B" (e.g. forget bias 1 vs forget b
 is found wherever one study, on one task, has a configuration matching A and one matching B whose
 other parameters are all equal (except the parameters the contrast names as differing). Values are
 per-seed summary metrics at each configuration's best learning rate (best-over-LR). Verdict rules
-are in `RULES` (quoted verbatim in claims.md); the numbers behind them come from `experiments.stats`.
+are in `RULES` (quoted verbatim in claims.md); the numbers behind them come from `experiments.report.stats`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments import stats
-from experiments.config import RunConfig, variant_specs
+from experiments.report import stats
+from experiments.training.config import RunConfig, variant_specs
 
 PRIMARY = "best_val_loss_over_baseline"  # lower is better, 1.0 = the memoryless baseline
 FLOW = "log10_grad_flow_ratio_init"  # log10 ‖∂L/∂h_1‖/‖∂L/∂h_T‖ at initialisation: lower = faster decay

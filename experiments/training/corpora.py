@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO
 
 ENV_VAR = "LSTM_KERAS_DATA"
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 TASK_CORPORA = {"char_lm": ("tinyshakespeare", "ptb"), "sentiment": ("sst2", "imdb")}
 _TIMEOUT_S = 60
 

@@ -10,7 +10,7 @@ and its seeds are summarised: mean and 95 % t-interval of the summary metrics, s
 rates, Hedges' g and a two-sided test against the sweep's reference configuration (Holm-corrected
 within each study and task). Plots: learning curves with seed bands, final metrics with CIs, the
 forget-bias curve, gradient-flow ratios, gate saturation. `claims.md`/`claims.json` judge claims
-a–i (rules in `experiments/claims.py`). `report.md` links it all; `report.html` is the same report
+a–i (rules in `experiments/report/claims.py`). `report.md` links it all; `report.html` is the same report
 in one self-contained file (plots embedded, CSVs as tables, no external resources). Everything goes
 to `<out>/<study or combined>/` and is logged as artifacts (`report/`) on each parent run; no run is
 started or ended.
@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments import claims as cl
-from experiments import stats
-from experiments.claims import FLOW, FLOW_FINAL, GROUP, PRIMARY
+from experiments.report import claims as cl
+from experiments.report import stats
+from experiments.report.claims import FLOW, FLOW_FINAL, GROUP, PRIMARY
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -45,7 +45,7 @@ TASK_METRICS = {
     "char_lm": ("bpc", False),
     "sentiment": ("accuracy", True),
 }
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -199,7 +199,7 @@ def with_constants(client, raw: pd.DataFrame) -> pd.DataFrame:
     its config.json artifact, so a configuration is described by every parameter it ran with."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from experiments.tracking import config_params
+    from experiments.tracking.records import config_params
 
     if raw.empty or "status" not in raw:
         return raw
@@ -309,7 +309,7 @@ def config_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def matches_reference(desc: dict, params: dict, reference: dict) -> bool:
     """Every reference parameter equals the raw param (default if unlogged) or its resolved value."""
-    from experiments.config import RunConfig
+    from experiments.training.config import RunConfig
 
     defaults = RunConfig().as_params()
     for k, v in reference.items():

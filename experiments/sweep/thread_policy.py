@@ -4,7 +4,7 @@ Runs the same sweep spec once per policy — `trials at once × TensorFlow threa
 into its own fresh tracking store, through the real sweep entry point, and prints the wall time
 and configurations/hour of each against the first policy:
 
-    python -m experiments.thread_policy --spec experiments/sweeps/gradient_flow.yaml \\
+    python -m experiments.sweep.thread_policy --spec experiments/sweeps/gradient_flow.yaml \\
         --profile quick --policies 1x2 2x1 --rounds 3
 
 With several rounds every policy runs once per round, in an order rotated each round; the
