@@ -129,10 +129,6 @@ def _gated(d: dict) -> bool:
     return d.get("cell") == "gru" and d.get("variant") != "NUG"
 
 
-def _both(*predicates) -> Callable[[dict], bool]:
-    return lambda d: all(p(d) for p in predicates)
-
-
 # ----------------------------------------------------------------------- claim definitions
 
 

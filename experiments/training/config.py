@@ -297,13 +297,3 @@ def _validate_task_options(c: RunConfig) -> None:
             f"Invalid corpus={c.corpus!r} for task={c.task!r}: corpora belong to char_lm and sentiment. "
             "Valid choices: auto."
         )
-
-
-def parse_args(argv: list[str] | None = None) -> RunConfig:
-    """Parse the CLI; on a bad value print one line naming it and exit with status 2."""
-    args = build_parser().parse_args(argv)
-    try:
-        return from_strings({k: v for k, v in vars(args).items() if v is not None})
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
