@@ -143,10 +143,11 @@ def _engine(model) -> str:
     return layer.engine_used(training=True) if hasattr(layer, "engine_used") else "builtin"
 
 
-def _rung_of(name: str, engine: str, rungs: dict) -> str | None:
-    """The flag-ladder rung of the kernel a contender ran (None: not the fused kernel)."""
-    if ":" in name:
-        return name.split(":", 1)[1]
+def _rung_of(engine: str, kernel=None) -> str | None:
+    """The flag-ladder rung of the kernel a contender ran: its pinned build's, else the default
+    build's (None: not the fused kernel)."""
+    if kernel is not None:
+        return kernel.rung.name
     if engine != "fused":
         return None
     from lstm_keras import fused_engine
@@ -203,10 +204,9 @@ def run_shape(
     x, y = _batch(shape, rng)
     entries = contenders(shape, variants, rungs)
     models = {name: build_model(shape, factory()) for name, (_, factory) in entries.items()}
-    jobs = {
-        name: _train_step(model, x, y, rungs.get(name.split(":")[1]) if ":" in name else None)
-        for name, model in models.items()
-    }
+    # `LSTM:<rung>` contenders run pinned to that rung's build.
+    pins = {name: rungs[name.split(":", 1)[1]] for name in entries if ":" in name}
+    jobs = {name: _train_step(model, x, y, pins.get(name)) for name, model in models.items()}
     # The per-step GEMM peak is timed in the same rounds, so the same noise hits it.
     probes = {f"gemm.{kind}": gemm_probe(shape, kind) for kind in GATES}
     jobs.update({name: fn for name, (fn, _) in probes.items()})
@@ -237,7 +237,7 @@ def run_shape(
                 "ratio": medians[name] / medians[ref],
                 "params": models[name].count_params(),
                 "engine": engine,
-                "rung": _rung_of(name, engine, rungs),
+                "rung": _rung_of(engine, pins.get(name)),
                 # Share of the per-step GEMM peak the whole training step reaches on the
                 # recurrent products alone (embedding, head and optimizer not counted).
                 "gemm_share": medians[name] * recurrent_flops(shape, kind) / peak[kind] if kind else None,
@@ -275,6 +275,7 @@ def log_to_mlflow(rows: list[dict], args: argparse.Namespace) -> str:
     import mlflow
 
     from experiments.tracking import records as tracking
+    from lstm_keras import fused_engine
 
     with mlflow.start_run(run_name=f"benchmark {' '.join(args.shapes)}") as run:
         logged = mlflow.get_run(run.info.run_id).data.params  # `mlflow run` logged its own
@@ -289,7 +290,7 @@ def log_to_mlflow(rows: list[dict], args: argparse.Namespace) -> str:
         commit, dirty = tracking.git_commit()
         mlflow.set_tags(
             {
-                **_kernel_record(),
+                **fused_engine.record(),  # the default build's rung and flags
                 "benchmark": "true",
                 "git_commit": commit,
                 "git_dirty": str(dirty).lower(),
@@ -304,13 +305,6 @@ def log_to_mlflow(rows: list[dict], args: argparse.Namespace) -> str:
         mlflow.log_text(format_table(rows), "benchmark.txt")
         mlflow.log_text(markdown_table(mlflow.get_run(run.info.run_id).data.metrics), "benchmark.md")
     return run.info.run_id
-
-
-def _kernel_record() -> dict[str, str]:
-    """The default build's rung and flags (or why there is none), as runs record them."""
-    from lstm_keras import fused_engine
-
-    return fused_engine.record()
 
 
 def markdown_table(metrics: dict[str, float]) -> str:

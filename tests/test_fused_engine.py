@@ -263,7 +263,7 @@ def test_build_is_cached_by_source_tensorflow_and_rung():
 # Run in a fresh process: the intra-op pool's size (which sets the kernel's batch chunks, one per
 # thread and at most B/16) is fixed once TensorFlow starts.
 _CHUNKED_PEEPHOLES = """
-import json, sys
+import json
 import numpy as np, tensorflow as tf
 tf.config.threading.set_intra_op_parallelism_threads(3)
 import lstm_keras as lk
@@ -280,9 +280,10 @@ for layer in layers:
     layer.set_weights(weights)
     with tf.GradientTape() as tape:
         tape.watch(x)
-        loss = sum(tf.reduce_sum(tf.sin(3.0 * t)) for t in layer(x))
+        out = layer(x)
+        loss = sum(tf.reduce_sum(tf.sin(3.0 * t)) for t in out)
     grads = tape.gradient(loss, [x, *layer.trainable_weights])
-    results.append(([t.numpy() for t in layer(x)], [g.numpy() for g in grads]))
+    results.append(([t.numpy() for t in out], [g.numpy() for g in grads]))
 names = ["x", *(w.path for w in layers[1].trainable_weights)]
 (out_a, grad_a), (out_b, grad_b) = results
 print(json.dumps({
