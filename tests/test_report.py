@@ -16,9 +16,10 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag
 from scipy import stats as st
 
+from experiments.report import analyse, load, stats
 from experiments.report import claims as cl
 from experiments.report import pipeline as report
-from experiments.report import stats
+from experiments.report.metrics import FLOW, FLOW_FINAL, TASK_METRICS
 from experiments.training.config import RunConfig
 
 STEPS = (0, 50, 100, 150)
@@ -29,7 +30,7 @@ STEPS = (0, 50, 100, 150)
 
 def _child_metrics(task: str, quality: float, rng, flow_init: float, n_params: float, diverged: bool) -> dict:
     """Summary metrics of one run whose best loss ratio is `quality` (lower = better)."""
-    m, higher = report.TASK_METRICS[task]
+    m, higher = TASK_METRICS[task]
     metric = 1 - 0.9 * quality if higher else 0.2 * quality
     solved = quality < 0.3
     out = {
@@ -282,11 +283,11 @@ def test_best_over_lr_picks_the_lr_with_the_best_mean_over_seeds():
             "m": [0.2, 0.3, 0.25, 0.5, 0.1, 0.6, 0.9, 0.8, np.nan, 0.1],
         }
     )
-    low = report.best_over_lr(df, "m", higher_is_better=False)
+    low = analyse.best_over_lr(df, "m", higher_is_better=False)
     # A: 0.01 → mean 0.25 beats 0.001 → 0.4; B: 0.001 has a non-finite seed, so 0.01 wins.
     assert set(zip(low["config_label"], low["learning_rate"])) == {("A", 0.01), ("B", 0.01)}
     assert len(low) == 5
-    high = report.best_over_lr(df, "m", higher_is_better=True)
+    high = analyse.best_over_lr(df, "m", higher_is_better=True)
     assert set(zip(high["config_label"], high["learning_rate"])) == {("A", 0.001), ("B", 0.01)}
 
 
@@ -302,10 +303,10 @@ def test_claim_verdict_combination_rules():
 
 def test_resolving_a_study_name_picks_the_most_recent_parent(store):
     client, sweeps = store
-    assert report.resolve_parent(client, "fb_worse").info.run_id == sweeps["fb_worse"][0]
-    assert report.resolve_parent(client, sweeps["fb_worse_old"][0]).info.run_id == sweeps["fb_worse_old"][0]
-    with pytest.raises(report.ReportError, match="fb_worse"):  # the message lists the known studies
-        report.resolve_parent(client, "no_such_study")
+    assert load.resolve_parent(client, "fb_worse").info.run_id == sweeps["fb_worse"][0]
+    assert load.resolve_parent(client, sweeps["fb_worse_old"][0]).info.run_id == sweeps["fb_worse_old"][0]
+    with pytest.raises(load.ReportError, match="fb_worse"):  # the message lists the known studies
+        load.resolve_parent(client, "no_such_study")
 
 
 def test_report_tables_plots_claims_and_artifacts(store, tmp_path):
@@ -426,10 +427,6 @@ def test_cli_writes_the_report_and_fails_clearly_on_an_unknown_sweep(store, tmp_
 
 
 def test_a_gradient_that_underflowed_to_zero_counts_as_vanished_not_missing():
-    import pandas as pd
-
-    from experiments.report import pipeline as report
-
     raw = pd.DataFrame(
         {
             "run_id": ["a", "b"],
@@ -441,11 +438,11 @@ def test_a_gradient_that_underflowed_to_zero_counts_as_vanished_not_missing():
             "metrics.grad_flow_ratio_final": [float("nan"), 1e-3],
         }
     )
-    tidy = report.tidy(raw, "s", "study")
-    flow = tidy.set_index("run_id")[report.FLOW]
+    tidy = load.tidy(raw, "s", "study")
+    flow = tidy.set_index("run_id")[FLOW]
     assert flow["a"] == pytest.approx(np.log10(np.finfo(np.float32).smallest_subnormal)) and flow["a"] < -44
     assert flow["b"] == pytest.approx(-8.0)
-    assert np.isnan(tidy.set_index("run_id").loc["a", report.FLOW_FINAL])
+    assert np.isnan(tidy.set_index("run_id").loc["a", FLOW_FINAL])
 
 
 def test_a_loss_contrast_where_neither_side_learned_is_neutral():

@@ -18,12 +18,9 @@ import numpy as np
 import pandas as pd
 
 from experiments.report import stats
+from experiments.report.metrics import FLOW, FLOW_FINAL, GROUP, PRIMARY
 from experiments.training.config import RunConfig, variant_specs
 
-PRIMARY = "best_val_loss_over_baseline"  # lower is better, 1.0 = the memoryless baseline
-FLOW = "log10_grad_flow_ratio_init"  # log10 ‖∂L/∂h_1‖/‖∂L/∂h_T‖ at initialisation: lower = faster decay
-FLOW_FINAL = "log10_grad_flow_ratio_final"
-GROUP = ["sweep", "task", "config_label"]
 MEMORY_TASKS = ("copy", "adding")
 NOT_CONFIG = {"seed", "learning_rate"}
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED = "supported", "contradicted", "inconclusive", "not tested"
