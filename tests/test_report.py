@@ -224,7 +224,7 @@ def check_html(folder, claim_ids="abcdefghi"):
     """report.html: self-contained, every PNG embedded once, the claims checklist and the CSV tables."""
     text = (folder / "report.html").read_text()
     pngs = list(folder.glob("*.png"))
-    assert pngs and text.count('<img src="data:image/png;base64,') == len(pngs)
+    assert pngs and text.count("<img ") == text.count('src="data:image/png;base64,') == len(pngs)
     assert "http://" not in text and "https://" not in text
     assert "<script" not in text and "<link" not in text
     claims_html = text[text.index('<section id="claims">') :]

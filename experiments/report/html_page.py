@@ -1,4 +1,9 @@
-"""report.html: report.md and claims.md as one self-contained page (plots embedded, CSVs as tables)."""
+"""report.html: report.md and claims.md as one self-contained page (plots embedded, CSVs as tables).
+
+The markdown is converted by the `markdown` package (pipe tables by its `tables` extension); one
+tree pass (`_SelfContained`) embeds each PNG once as a data URI, gives headings their anchors and
+wraps tables so wide ones scroll.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,12 @@ import base64
 import html
 import re
 from pathlib import Path
+from xml.etree import ElementTree
 
+import markdown
 import pandas as pd
+from markdown.extensions import Extension
+from markdown.treeprocessors import Treeprocessor
 
 from experiments.report.write import slug
 
@@ -21,82 +30,86 @@ code { background: #f3f3f3; padding: 0 2px; }
 img { max-width: 100%; display: block; margin: 0.5em 0; }
 .scroll { overflow-x: auto; }
 """
+HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 
 
-def _inline(text: str) -> str:
-    """Markdown inline marks of this report (`code`, **bold**, *italic*) as HTML, the text escaped."""
-    text = html.escape(text, quote=False)
-    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
-    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
-    return re.sub(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])", r"<em>\1</em>", text)
+def _data_uri(folder: Path, name: str, embedded: set) -> str | None:
+    """A PNG of `folder` as a data URI, once: None for a repeat, a missing file or not a PNG."""
+    path = folder / Path(name).name
+    if name in embedded or not path.is_file() or path.suffix != ".png":
+        return None
+    embedded.add(name)
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _placeholder(name: str, shown: bool) -> str:
+    """What stands for a plot not embedded here: its name, and whether it is shown above."""
+    return f"({name}{' — shown above' if shown else ''})"
 
 
 def _img(folder: Path, name: str, embedded: set) -> str:
-    """A PNG of `folder` as a data-URI <img>, once: a repeat or a missing file is named only."""
-    path = folder / Path(name).name
-    if name in embedded or not path.is_file() or path.suffix != ".png":
-        return f"<p><em>({html.escape(name)}{' — shown above' if name in embedded else ''})</em></p>"
-    embedded.add(name)
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(name)}" title="{html.escape(name)}">'
+    """A PNG of `folder` as an <img> (see `_data_uri`), else its name in a paragraph."""
+    shown = name in embedded
+    uri = _data_uri(folder, name, embedded)
+    if uri is None:
+        return f"<p><em>{html.escape(_placeholder(name, shown))}</em></p>"
+    return f'<img src="{uri}" alt="{html.escape(name)}" title="{html.escape(name)}">'
 
 
-def _md_table(lines: list[str]) -> str:
-    rows = [
-        [_inline(c.strip().replace("\\|", "|")) for c in re.split(r"(?<!\\)\|", ln[1:-1])]
-        for ln in lines
-        if not re.fullmatch(r"\|(-+\|)+", ln)
-    ]
-    head = "".join(f"<th>{c}</th>" for c in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows[1:])
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+class _SelfContained(Treeprocessor):
+    """Images embedded from `folder`, headings shifted down `shift` levels with anchors (a claim's
+    `(a) …` heading gets `claim-a`), tables in a scrolling <div>."""
+
+    def __init__(self, md: markdown.Markdown, folder: Path, embedded: set, shift: int):
+        super().__init__(md)
+        self.folder, self.embedded, self.shift = folder, embedded, shift
+
+    def run(self, root: ElementTree.Element) -> None:
+        for parent, element in [(p, e) for p in root.iter() for e in p]:
+            if element.tag in HEADINGS:
+                self._heading(element)
+            elif element.tag == "img":
+                self._image(parent, element)
+            elif element.tag == "table":
+                self._scroll(parent, element)
+
+    def _heading(self, element: ElementTree.Element) -> None:
+        text = "".join(element.itertext())
+        element.tag = f"h{min(6, int(element.tag[1]) + self.shift)}"
+        claim = re.match(r"\((\w+)\) ", text)
+        element.set("id", f"claim-{claim[1]}" if claim else slug(text).lower())
+
+    def _image(self, parent: ElementTree.Element, element: ElementTree.Element) -> None:
+        name = element.get("src", "")
+        shown = name in self.embedded
+        uri = _data_uri(self.folder, name, self.embedded)
+        if uri is not None:
+            element.attrib.update(src=uri, alt=name, title=name)
+            return
+        note = ElementTree.Element("em")
+        note.text, note.tail = _placeholder(name, shown), element.tail
+        parent[list(parent).index(element)] = note
+
+    @staticmethod
+    def _scroll(parent: ElementTree.Element, element: ElementTree.Element) -> None:
+        wrapper = ElementTree.Element("div", {"class": "scroll"})
+        wrapper.tail, element.tail = element.tail, None
+        parent[list(parent).index(element)] = wrapper
+        wrapper.append(element)
+
+
+class _SelfContainedExtension(Extension):
+    def __init__(self, folder: Path, embedded: set, shift: int):
+        super().__init__()
+        self.args = (folder, embedded, shift)
+
+    def extendMarkdown(self, md: markdown.Markdown) -> None:  # noqa: N802 (markdown's name)
+        md.treeprocessors.register(_SelfContained(md, *self.args), "self_contained", 0)
 
 
 def markdown_html(text: str, folder: Path, embedded: set, shift: int = 0) -> str:
-    """The markdown this module and `claims` write (headings, paragraphs, bullet lists, pipe tables,
-    `![x](file.png)` lines) as HTML; images are embedded from `folder` (see `_img`)."""
-    out, para, items, table = [], [], [], []
-
-    def flush():
-        if para:
-            out.append(f"<p>{_inline(' '.join(para))}</p>")
-        if items:
-            out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
-        if table:
-            out.append(_md_table(table))
-        para.clear(), items.clear(), table.clear()
-
-    for line in text.splitlines():
-        s = line.strip()
-        head = re.fullmatch(r"(#{1,6}) (.*)", s)
-        image = re.fullmatch(r"!\[[^\]]*\]\(([^)]+)\)", s)
-        if not s:
-            flush()
-        elif s.startswith("|") and s.endswith("|"):
-            if not table:
-                flush()
-            table.append(s)
-        elif head:
-            flush()
-            level = min(6, len(head[1]) + shift)
-            claim = re.match(r"\((\w+)\) ", head[2])
-            anchor = f"claim-{claim[1]}" if claim else slug(head[2]).lower()
-            out.append(f'<h{level} id="{html.escape(anchor)}">{_inline(head[2])}</h{level}>')
-        elif image:
-            flush()
-            out.append(_img(folder, image[1], embedded))
-        elif s.startswith(("* ", "- ")):
-            if para or table:
-                flush()
-            items.append(s[2:])
-        elif items and line.startswith(" "):
-            items[-1] += " " + s
-        else:
-            if items or table:
-                flush()
-            para.append(s)
-    flush()
-    return "\n".join(out)
+    """Markdown as HTML; images are embedded from `folder` once each (`embedded`: the names so far)."""
+    return markdown.markdown(text, extensions=["tables", _SelfContainedExtension(folder, embedded, shift)])
 
 
 def report_html(folder: Path, report_md: str, claims_md: str, files: list[str]) -> str:
