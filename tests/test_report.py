@@ -16,8 +16,8 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag
 from scipy import stats as st
 
-from experiments.report import analyse, load, stats
-from experiments.report import claims as cl
+from experiments.report import analyse, claim_catalogue, load, stats
+from experiments.report import claim_evaluation as ev
 from experiments.report import pipeline as report
 from experiments.report.metrics import FLOW, FLOW_FINAL, TASK_METRICS
 from experiments.training.config import RunConfig
@@ -292,10 +292,10 @@ def test_best_over_lr_picks_the_lr_with_the_best_mean_over_seeds():
 
 
 def test_claim_verdict_combination_rules():
-    assert cl.claim_verdict([cl.NOT_TESTED, cl.NOT_TESTED]) == cl.NOT_TESTED
-    assert cl.claim_verdict([cl.SUPPORTED, cl.NOT_TESTED]) == cl.SUPPORTED
-    assert cl.claim_verdict([cl.SUPPORTED, cl.CONTRADICTED]) == cl.CONTRADICTED
-    assert cl.claim_verdict([cl.SUPPORTED, cl.INCONCLUSIVE]) == cl.INCONCLUSIVE
+    assert ev.claim_verdict([ev.NOT_TESTED, ev.NOT_TESTED]) == ev.NOT_TESTED
+    assert ev.claim_verdict([ev.SUPPORTED, ev.NOT_TESTED]) == ev.SUPPORTED
+    assert ev.claim_verdict([ev.SUPPORTED, ev.CONTRADICTED]) == ev.CONTRADICTED
+    assert ev.claim_verdict([ev.SUPPORTED, ev.INCONCLUSIVE]) == ev.INCONCLUSIVE
 
 
 # ----------------------------------------------------------------------------- sweeps in MLflow
@@ -446,10 +446,10 @@ def test_a_gradient_that_underflowed_to_zero_counts_as_vanished_not_missing():
 
 
 def test_a_loss_contrast_where_neither_side_learned_is_neutral():
-    claim_b = next(c for c in cl.CLAIMS if c.id == "b")
+    claim_b = next(c for c in claim_catalogue.CLAIMS if c.id == "b")
     contrast = claim_b.parts[0].contrasts[0]
     row = {"n_a": 5, "n_b": 5, "diff": 0.0011, "diff_ci_low": 0.0003, "diff_ci_high": 0.002, "p_holm": 0.01}
-    untrained = cl._outcome({**row, "mean_a": 1.0011, "mean_b": 1.0}, contrast, cl.Options())
+    untrained = ev._outcome({**row, "mean_a": 1.0011, "mean_b": 1.0}, contrast, ev.Options())
     assert untrained == "neutral"
     learned = {**row, "mean_a": 0.0078, "mean_b": 0.0025}
-    assert cl._outcome(learned, contrast, cl.Options()) == "for"  # NFG worse, significant
+    assert ev._outcome(learned, contrast, ev.Options()) == "for"  # NFG worse, significant

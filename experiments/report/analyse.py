@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from experiments.report import claims as cl
 from experiments.report import stats
+from experiments.report.descriptors import norm
 from experiments.report.load import SweepResults
 from experiments.report.metrics import GROUP, PRIMARY, summary_metrics
 
@@ -79,8 +79,8 @@ def matches_reference(desc: dict, params: dict, reference: dict) -> bool:
 
     defaults = RunConfig().as_params()
     for k, v in reference.items():
-        want = cl.norm(v)
-        raw = cl.norm(params.get(k, defaults.get(k, "")))
+        want = norm(v)
+        raw = norm(params.get(k, defaults.get(k, "")))
         if want not in (raw, desc.get(k)):
             return False
     return True

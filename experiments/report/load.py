@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.report import claims as cl
+from experiments.report.descriptors import descriptor
 from experiments.report.metrics import FLOW, FLOW_FINAL, GROUP
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -127,7 +127,7 @@ def tidy(raw: pd.DataFrame, sweep: str, study: str) -> pd.DataFrame:
     out["learning_rate"] = [float(p.get("learning_rate", "nan")) for p in params]
     out["seed"] = [int(float(p.get("seed", "0"))) for p in params]
     out["start_time"] = df["start_time"].to_numpy()
-    descs = [cl.descriptor(_clean(p), t) for p, t in zip(params, tags)]
+    descs = [descriptor(_clean(p), t) for p, t in zip(params, tags)]
     out["config_label"] = [t.get("config_label") for t in tags]
     if out["config_label"].isna().any():  # not made by experiments.sweep: label what varies
         varying = sorted({k for d in descs for k in d if len({x.get(k) for x in descs}) > 1})

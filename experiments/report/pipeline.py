@@ -9,11 +9,15 @@ learning rate with the best mean `best_val_loss_over_baseline` over seeds is cho
 and its seeds are summarised: mean and 95 % t-interval of the summary metrics, solve and divergence
 rates, Hedges' g and a two-sided test against the sweep's reference configuration (Holm-corrected
 within each study and task). Plots: learning curves with seed bands, final metrics with CIs, the
-forget-bias curve, gradient-flow ratios, gate saturation. `claims.md`/`claims.json` judge claims
-a–i (rules in `experiments/report/claims.py`). `report.md` links it all; `report.html` is the same report
-in one self-contained file (plots embedded, CSVs as tables, no external resources). Everything goes
-to `<out>/<study or combined>/` and is logged as artifacts (`report/`) on each parent run; no run is
-started or ended.
+forget-bias curve, gradient-flow ratios, gate saturation. `claims.md`/`claims.json` judge the claims
+of `claim_catalogue.py` by the rules of `claim_evaluation.py`. `report.md` links it all;
+`report.html` is the same report in one self-contained file (plots embedded, CSVs as tables, no
+external resources). Everything goes to `<out>/<study or combined>/` and is logged as artifacts
+(`report/`) on each parent run; no run is started or ended.
+
+The steps, one module each: `load` (runs from MLflow) → `analyse` (selection, summaries,
+comparisons) → `write` and `plots` (report.md, PNGs) → `claim_evaluation` and `claims_page`
+(claims.json, claims.md) → `html_page` (report.html); this module runs them and logs the folder.
 """
 
 from __future__ import annotations
@@ -27,13 +31,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.report import claims as cl
 from experiments.report import stats
 from experiments.report.analyse import Analysis, analyse, task_summary
+from experiments.report.claim_catalogue import CLAIMS
+from experiments.report.claim_evaluation import NOT_TESTED, Options, evaluate
+from experiments.report.claims_page import claims_markdown
 from experiments.report.html_page import report_html
 from experiments.report.load import ReportError, SweepResults, listed_claims, load_sweep
-from experiments.report.plots import task_plots
-from experiments.report.write import jsonable, method_text, slug, sweep_header, task_section
+from experiments.report.plots import plot_claim, task_plots
+from experiments.report.write import jsonable, markdown_table, method_text, slug, sweep_header, task_section
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -84,17 +90,17 @@ def _write_studies(
 
 
 def _judge_claims(
-    sweeps: list[SweepResults], analysis: Analysis, opts: cl.Options, out: Path, files: list[str], plots: bool
+    sweeps: list[SweepResults], analysis: Analysis, opts: Options, out: Path, files: list[str], plots: bool
 ) -> tuple[list[dict], dict[str, set[str]]]:
     """Every claim's result with its plots (its own `claim_<id>.png` and the studies' plots that show
     it, from `files`), and the claims each sweep lists."""
     listed = {s.label: listed_claims(s) for s in sweeps}
-    results = cl.evaluate(analysis.configs, analysis.chosen, analysis.runs, opts, listed)
-    claim_plots = {c.id: c.plots for c in cl.CLAIMS}
+    results = evaluate(analysis.configs, analysis.chosen, analysis.runs, opts, listed)
+    claim_plots = {c.id: c.plots for c in CLAIMS}
     for r in results:
         r["plots"] = []
-        if plots and r["verdict"] != cl.NOT_TESTED:
-            name = cl.plot_claim(r, out / f"claim_{r['id']}.png")
+        if plots and r["verdict"] != NOT_TESTED:
+            name = plot_claim(r, out / f"claim_{r['id']}.png")
             r["plots"] += [name] if name else []
         used = {(c["sweep"], c["task"]) for p in r["parts"] for c in p["contrasts"]}
         r["plots"] += sorted(
@@ -106,7 +112,7 @@ def _judge_claims(
 
 
 def _write_claims(
-    sweeps: list[SweepResults], results: list[dict], listed: dict, opts: cl.Options, out: Path
+    sweeps: list[SweepResults], results: list[dict], listed: dict, opts: Options, out: Path
 ) -> str:
     """claims.json and claims.md; returns claims.md's text."""
     (out / "claims.json").write_text(
@@ -116,12 +122,12 @@ def _write_claims(
             ensure_ascii=False,
         )
     )
-    md = cl.claims_markdown(results, opts, {s.label: s.parent_id for s in sweeps}, listed)
+    md = claims_markdown(results, opts, {s.label: s.parent_id for s in sweeps}, listed)
     (out / "claims.md").write_text(md)
     return md
 
 
-def _report_markdown(out: Path, opts: cl.Options, results: list[dict], sections: list[str]) -> str:
+def _report_markdown(out: Path, opts: Options, results: list[dict], sections: list[str]) -> str:
     summary_rows = [[f"({r['id']})", r["verdict"], r["statement"]] for r in results]
     header = [
         f"# Sweep report: {out.name}",
@@ -130,7 +136,7 @@ def _report_markdown(out: Path, opts: cl.Options, results: list[dict], sections:
         "",
         "## Claims (details: claims.md)",
         "",
-        cl.markdown_table(["claim", "verdict", "statement"], summary_rows),
+        markdown_table(["claim", "verdict", "statement"], summary_rows),
         "",
         "## Studies",
         "",
@@ -139,10 +145,10 @@ def _report_markdown(out: Path, opts: cl.Options, results: list[dict], sections:
 
 
 def build(
-    sweeps: list[SweepResults], out: Path, client=None, opts: cl.Options | None = None, plots: bool = True
+    sweeps: list[SweepResults], out: Path, client=None, opts: Options | None = None, plots: bool = True
 ) -> Report:
     """Analyse `sweeps` and write every table, plot and the claims checklist into `out` (created)."""
-    opts = opts or cl.Options()
+    opts = opts or Options()
     _clear(out)
     runs = pd.concat([s.runs for s in sweeps], ignore_index=True)
     if runs.empty:
@@ -185,7 +191,7 @@ def log_report(client, report: Report, sweeps: list[SweepResults]) -> list[str]:
 def generate(
     refs: list[str],
     out: str | Path = "reports",
-    opts: cl.Options | None = None,
+    opts: Options | None = None,
     log: bool = True,
     plots: bool = True,
 ) -> Report:
@@ -229,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         report = generate(
             refs,
             args.out,
-            cl.Options(test=args.test, alpha=args.alpha, margin=args.margin),
+            Options(test=args.test, alpha=args.alpha, margin=args.margin),
             log=not args.no_log,
         )
     except ReportError as error:

@@ -3,14 +3,16 @@ the forget-bias curve, gradient-flow ratios, gate saturation."""
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from experiments.report import claims as cl
+from experiments.report import stats
 from experiments.report.metrics import FLOW, FLOW_FINAL, PRIMARY, task_metric
+from experiments.report.write import fmt, short_labels
 
 
 def _plt():
@@ -59,7 +61,7 @@ def seed_band(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, 
 def plot_learning_curves(chosen: pd.DataFrame, hist: dict, task: str, title: str, path: Path) -> str:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    names = cl.short_labels(chosen["config_label"])
+    names = short_labels(chosen["config_label"])
     for label, g in chosen.groupby("config_label", sort=True):
         steps, mean, sd = seed_band([hist[r] for r in g["run_id"] if r in hist])
         if len(steps):
@@ -81,7 +83,7 @@ def _bars(ax, table: pd.DataFrame, metric: str, task: str, refs: set, log: bool 
     )
     err = np.nan_to_num(np.vstack([mean - low, high - mean]))
     colors = ["tab:orange" if lbl in refs else "tab:blue" for lbl in table["config_label"]]
-    names = cl.short_labels(table["config_label"])
+    names = short_labels(table["config_label"])
     ax.bar(x, mean, yerr=err, capsize=3, color=colors)
     ax.set_xticks(x, [names[lbl] for lbl in table["config_label"]], rotation=45, ha="right", fontsize=7)
     ax.set_title(f"{metric} (95 % CI)", fontsize=9)
@@ -149,7 +151,7 @@ def plot_gradient_flow(table: pd.DataFrame, task: str, refs: set, title: str, pa
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(7, 0.7 * len(table) + 3), 4.5))
     x = np.arange(len(table))
-    names = cl.short_labels(table["config_label"])
+    names = short_labels(table["config_label"])
     for offset, metric, name in ((-0.15, FLOW, "init"), (0.15, FLOW_FINAL, "final")):
         mean = table[f"{metric}_mean"].to_numpy(dtype=float)
         low, high = (
@@ -183,7 +185,7 @@ def plot_gates(chosen: pd.DataFrame, task: str, title: str, path: Path) -> str:
     plt = _plt()
     cols = gate_columns(chosen)
     means = chosen.groupby("config_label", sort=True)[cols].mean()
-    names = cl.short_labels(means.index)
+    names = short_labels(means.index)
     fig, ax = plt.subplots(figsize=(1.1 * len(cols) + 4, 0.45 * len(means) + 2))
     image = ax.imshow(means.to_numpy(dtype=float), vmin=0, vmax=1, cmap="viridis", aspect="auto")
     for (i, j), v in np.ndenumerate(means.to_numpy(dtype=float)):
@@ -234,3 +236,33 @@ def task_plots(
     if gate_columns(sub):
         made.append(plot_gates(sub, task, title, out / f"gates_{name}.png"))
     return made
+
+
+def plot_claim(result: dict, path) -> str | None:
+    """claim_<id>.png: per contrast (≤ 12) the seeds of A and B with mean and 95 % CI; None if none."""
+    rows = [r for p in result["parts"] for r in p["contrasts"] if "values_a" in r][:12]
+    if not rows:
+        return None
+    plt = _plt()
+    cols = min(3, len(rows))
+    fig, axes = plt.subplots(
+        math.ceil(len(rows) / cols),
+        cols,
+        figsize=(4.2 * cols, 3.6 * math.ceil(len(rows) / cols)),
+        squeeze=False,
+    )
+    for ax, r in zip(axes.flat, rows):
+        for x, key in ((0, "a"), (1, "b")):
+            v = np.asarray(r[f"values_{key}"], dtype=float)
+            ax.plot(np.full(len(v), x) + np.linspace(-0.08, 0.08, len(v)), v, "o", alpha=0.6)
+            n, mean, low, high = stats.mean_ci(v)
+            err = [[mean - low], [high - mean]] if n > 1 else None
+            ax.errorbar(x + 0.2, mean, yerr=err, fmt="s", color="black", capsize=4)
+        names = short_labels([r["a"], r["b"]])
+        ax.set_xticks([0, 1], [names[r["a"]][:40], names[r["b"]][:40]], fontsize=7)
+        ax.set_ylabel(r["metric"], fontsize=8)
+        ax.set_title(f"{r['sweep']}/{r['task']}: p_holm {fmt(r['p_holm'], 2)} → {r['outcome']}", fontsize=8)
+    for ax in list(axes.flat)[len(rows) :]:
+        ax.axis("off")
+    fig.suptitle(f"claim ({result['id']}): {result['verdict']}", fontsize=10)
+    return _save(fig, Path(path))

@@ -8,10 +8,31 @@ import re
 import numpy as np
 import pandas as pd
 
-from experiments.report import claims as cl
 from experiments.report import stats
+from experiments.report.claim_evaluation import Options
 from experiments.report.load import SweepResults
 from experiments.report.metrics import FLOW, FLOW_FINAL, PRIMARY, task_metric
+
+
+def fmt(x, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    if isinstance(x, (int, np.integer)):
+        return str(x)
+    return f"{x:.{digits}g}"
+
+
+def short_labels(labels) -> dict[str, str]:
+    """label → the label without the `key=value` tokens every label shares (for plot axes)."""
+    labels = list(dict.fromkeys(labels))
+    common = set.intersection(*(set(lbl.split()) for lbl in labels)) if len(labels) > 1 else set()
+    return {lbl: " ".join(t for t in lbl.split() if t not in common) or lbl for lbl in labels}
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    esc = [[str(c).replace("|", "\\|").replace("\n", " ") for c in r] for r in [header, *rows]]
+    lines = ["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in esc[1:]])
 
 
 def _ci(row, metric: str) -> str:
@@ -19,7 +40,7 @@ def _ci(row, metric: str) -> str:
     if not np.isfinite(mean):
         return "–"
     low, high = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
-    return f"{cl.fmt(mean)} [{cl.fmt(low)}, {cl.fmt(high)}]" if np.isfinite(low) else cl.fmt(mean)
+    return f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]" if np.isfinite(low) else fmt(mean)
 
 
 def table_markdown(table: pd.DataFrame, task: str, refs: set) -> str:
@@ -47,7 +68,7 @@ def table_markdown(table: pd.DataFrame, task: str, refs: set) -> str:
         rows.append(
             [
                 ("**ref** " if is_ref else "") + r["config_label"].replace(f"task={task}", "").strip(),
-                cl.fmt(r["learning_rate"]),
+                fmt(r["learning_rate"]),
                 r["n_seeds"],
                 _ci(r, PRIMARY),
                 _ci(r, f"best_val_{m}"),
@@ -55,17 +76,17 @@ def table_markdown(table: pd.DataFrame, task: str, refs: set) -> str:
                 _ci(r, "steps_to_solve"),
                 f"{r['n_solved']}/{r['n_seeds']}",
                 f"{r['n_diverged']}/{r['n_seeds']}",
-                f"{cl.fmt(r.get(f'{FLOW}_mean'))} / {cl.fmt(r.get(f'{FLOW_FINAL}_mean'))}",
-                cl.fmt(r["n_params"], 6),
+                f"{fmt(r.get(f'{FLOW}_mean'))} / {fmt(r.get(f'{FLOW_FINAL}_mean'))}",
+                fmt(r["n_params"], 6),
                 "–"
                 if is_ref or not np.isfinite(r.get("diff", math.nan))
-                else f"{cl.fmt(r['diff'])} [{cl.fmt(r['diff_ci_low'])}, {cl.fmt(r['diff_ci_high'])}]",
-                "–" if is_ref else cl.fmt(r.get("hedges_g"), 2),
+                else f"{fmt(r['diff'])} [{fmt(r['diff_ci_low'])}, {fmt(r['diff_ci_high'])}]",
+                "–" if is_ref else fmt(r.get("hedges_g"), 2),
                 "–" if is_ref else r.get("test") or "–",
-                "–" if is_ref else f"{cl.fmt(r.get('p'), 2)} ({cl.fmt(r.get('p_holm'), 2)})",
+                "–" if is_ref else f"{fmt(r.get('p'), 2)} ({fmt(r.get('p_holm'), 2)})",
             ]
         )
-    return cl.markdown_table(header, rows)
+    return markdown_table(header, rows)
 
 
 def jsonable(x):
@@ -86,7 +107,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
 
-def method_text(opts: cl.Options) -> str:
+def method_text(opts: Options) -> str:
     return (
         "Per configuration the learning rate with the lowest mean `best_val_loss_over_baseline` over seeds "
         "is chosen (best-over-LR; `lr_selection.csv`); its FINISHED seeds are summarised as mean [95 % "
