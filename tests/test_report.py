@@ -6,7 +6,6 @@ FINISHED children carrying the tags, params, summary metrics and step curves tha
 """
 
 import json
-import math
 import time
 
 import mlflow
@@ -16,7 +15,7 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag
 from scipy import stats as st
 
-from experiments.report import analyse, claim_catalogue, load, stats
+from experiments.report import analyse, claim_catalogue, load
 from experiments.report import claim_evaluation as ev
 from experiments.report import pipeline as report
 from experiments.report.metrics import FLOW, FLOW_FINAL, TASK_METRICS
@@ -235,43 +234,7 @@ def check_html(folder, claim_ids="abcdefghi"):
     return text
 
 
-# ----------------------------------------------------------------------------- statistics
-
-
-def test_mean_ci_matches_scipy_t_interval():
-    x = np.array([0.3, 0.5, 0.45, 0.61, 0.2])
-    n, mean, low, high = stats.mean_ci(x)
-    expected = st.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=st.sem(x))
-    assert n == 5 and mean == pytest.approx(x.mean())
-    assert (low, high) == pytest.approx(expected)
-    assert stats.mean_ci([1.0, np.nan, 3.0])[0] == 2  # NaN dropped
-    assert math.isnan(stats.mean_ci([1.0])[2]) and stats.mean_ci([2.0, 2.0])[2:] == (2.0, 2.0)
-
-
-def test_tests_effect_size_and_difference_ci_match_scipy():
-    a, b = np.array([1.0, 1.2, 0.9, 1.4, 1.1, 1.3]), np.array([0.5, 0.8, 0.6, 0.7, 0.9])
-    c = stats.compare(a, b)
-    assert c.test == "welch" and c.p == pytest.approx(st.ttest_ind(a, b, equal_var=False).pvalue)
-    ci = st.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
-    assert (c.diff_ci_low, c.diff_ci_high) == pytest.approx((ci.low, ci.high))
-    pooled = np.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2))
-    g = (a.mean() - b.mean()) / pooled * (1 - 3 / (4 * (len(a) + len(b)) - 9))
-    assert c.hedges_g == pytest.approx(g)
-    small = stats.compare(a[:3], b[:3])  # n < 5: exact Mann–Whitney U
-    assert small.test == "mannwhitney"
-    assert small.p == pytest.approx(st.mannwhitneyu(a[:3], b[:3], method="exact").pvalue)
-    assert stats.compare(a[:3], b[:3], test="welch").test == "welch"
-    assert stats.rate_p(5, 5, 0, 5) == pytest.approx(st.fisher_exact([[5, 0], [0, 5]]).pvalue)
-
-
-def test_holm_matches_a_hand_worked_example():
-    # sorted: 0.005×4 = 0.02, 0.01×3 = 0.03, 0.03×2 = 0.06, 0.04×1 = 0.04 → max(0.06, 0.04) = 0.06
-    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    adjusted = stats.holm([0.2, np.nan, 0.01])  # NaN is not counted in m = 2
-    assert (
-        adjusted[0] == pytest.approx(0.2) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.02)
-    )
-    assert stats.holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])
+# ----------------------------------------------------------------------------- selection and verdicts
 
 
 def test_best_over_lr_picks_the_lr_with_the_best_mean_over_seeds():
