@@ -56,12 +56,16 @@ def _gated(d: dict) -> bool:
 
 @dataclass(frozen=True)
 class Side:
+    """One side of a contrast: the configurations whose descriptor `match`es, as claims.md names them."""
+
     description: str
     match: Callable[[dict], bool]
 
 
 @dataclass(frozen=True)
 class Contrast:
+    """A vs B on `metric`, the outcome `expect`ed of A (see claim_evaluation.RULES for each)."""
+
     name: str
     a: Side
     b: tuple[Side, ...]  # in order of preference: the first that pairs with A is used
@@ -79,6 +83,8 @@ class Contrast:
 
 @dataclass(frozen=True)
 class Part:
+    """A verdict of its own: its contrasts combined by `rule`."""
+
     id: str
     statement: str
     contrasts: tuple[Contrast, ...]
@@ -91,6 +97,9 @@ class Part:
 
 @dataclass(frozen=True)
 class Claim:
+    """A claim: the statement quoted, its `definition` as tested, its parts (they decide the verdict)
+    and context contrasts (reported, not judged)."""
+
     id: str
     statement: str
     definition: str
@@ -104,6 +113,14 @@ def _c(name, a, b, ignore, expect, **kw) -> Contrast:
 
 
 def _side(description: str, cell: str | None = None, *variants: str, where=lambda d: True) -> Side:
+    """The configurations of `cell` (any if None) and one of `variants` (any if none) that satisfy
+    `where`; a variant the library does not define is refused here, when the catalogue loads."""
+    registry = {"lstm": LSTM_VARIANTS, "gru": GRU_VARIANTS}.get(cell, {})
+    unknown = [v for v in variants if v not in registry]
+    if unknown:
+        raise ValueError(
+            f"Unknown {cell} variant(s) {unknown} in side {description!r}. Valid: {', '.join(registry)}."
+        )
     return Side(description, lambda d: (cell is None or _is(cell, *variants)(d)) and where(d))
 
 
