@@ -39,7 +39,7 @@ from experiments.report.claims_page import claims_markdown
 from experiments.report.html_page import report_html
 from experiments.report.load import ReportError, SweepResults, listed_claims, load_sweep
 from experiments.report.plots import plot_claim, task_plots
-from experiments.report.write import jsonable, markdown_table, method_text, slug, sweep_header, task_section
+from experiments.report.write import jsonable, report_markdown, slug, sweep_header, task_section
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -127,23 +127,6 @@ def _write_claims(
     return md
 
 
-def _report_markdown(out: Path, opts: Options, results: list[dict], sections: list[str]) -> str:
-    summary_rows = [[f"({r['id']})", r["verdict"], r["statement"]] for r in results]
-    header = [
-        f"# Sweep report: {out.name}",
-        "",
-        method_text(opts),
-        "",
-        "## Claims (details: claims.md)",
-        "",
-        markdown_table(["claim", "verdict", "statement"], summary_rows),
-        "",
-        "## Studies",
-        "",
-    ]
-    return "\n".join(header + sections) + "\n"
-
-
 def build(
     sweeps: list[SweepResults], out: Path, client=None, opts: Options | None = None, plots: bool = True
 ) -> Report:
@@ -160,7 +143,7 @@ def build(
     results, listed = _judge_claims(sweeps, analysis, opts, out, files, plots)
     files += [f"claim_{r['id']}.png" for r in results if f"claim_{r['id']}.png" in r["plots"]]
     claims_md = _write_claims(sweeps, results, listed, opts, out)
-    report_md = _report_markdown(out, opts, results, sections)
+    report_md = report_markdown(out.name, opts, results, sections)
     (out / "report.md").write_text(report_md)
     files += ["lr_selection.csv", "comparisons.csv", "claims.json", "claims.md", "report.md"]
     (out / "report.html").write_text(report_html(out, report_md, claims_md, files))

@@ -153,3 +153,21 @@ def task_section(label: str, task: str, table: pd.DataFrame, refs: set) -> list[
         table_markdown(table, task, refs),
         "",
     ]
+
+
+def report_markdown(name: str, opts: Options, results: list[dict], sections: list[str]) -> str:
+    """report.md: the method, the claims' verdicts, then the studies' `sections`."""
+    summary_rows = [[f"({r['id']})", r["verdict"], r["statement"]] for r in results]
+    header = [
+        f"# Sweep report: {name}",
+        "",
+        method_text(opts),
+        "",
+        "## Claims (details: claims.md)",
+        "",
+        markdown_table(["claim", "verdict", "statement"], summary_rows),
+        "",
+        "## Studies",
+        "",
+    ]
+    return "\n".join(header + sections) + "\n"
