@@ -237,3 +237,22 @@ def test_a_new_catalogue_entry_is_judged_by_the_evaluator_as_it_stands(store):
     assert (row["a"], row["b"]) == ("task=copy forget_bias=0", "task=copy forget_bias=2") and row[
         "diff"
     ] > 0.7
+
+
+def test_report_html_embeds_each_plot_once_anchors_claims_and_renders_pipe_tables(tmp_path):
+    from experiments.report.html_page import markdown_html
+    from experiments.report.write import markdown_table
+
+    (tmp_path / "a.png").write_bytes(b"\x89PNG not really")
+    table = markdown_table(["claim", "value"], [["(a)", "x | y"], ["(b)", "`code`"]])
+    text = f"# Title\n\n## (a) A claim\n\n![a.png](a.png)\n\n{table}\n\n![a.png](a.png)\n\n![b.png](b.png)\n"
+    embedded: set[str] = set()
+    page = markdown_html(text, tmp_path, embedded, shift=1)
+    assert embedded == {"a.png"} and page.count('src="data:image/png;base64,') == 1
+    assert "<em>(a.png — shown above)</em>" in page and "<em>(b.png)</em>" in page  # repeat, missing
+    assert '<h2 id="title">Title</h2>' in page and '<h3 id="claim-a">(a) A claim</h3>' in page
+    assert (
+        '<div class="scroll"><table>' in page
+        and "<td>x | y</td>" in page
+        and "<td><code>code</code></td>" in page
+    )
