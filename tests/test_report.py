@@ -1,172 +1,22 @@
-"""The sweep report: statistics, best-over-LR, claims verdicts and the written/logged report.
+"""The sweep report: best-over-LR, claims verdicts and the written/logged report.
 
-Sweeps are built directly in a temporary MLflow sqlite store with MlflowClient: a parent run and
-FINISHED children carrying the tags, params, summary metrics and step curves that
-`experiments.sweep` and `experiments.run` log. The report then reads them back like real sweeps.
+Sweeps are built in a temporary MLflow sqlite store (tests/report_sweeps.py) and read back like
+real sweeps. The statistics are tested in tests/test_stats.py.
 """
 
 import json
-import math
-import time
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow.entities import Metric, Param, RunTag
+from report_sweeps import every_sweep
 from scipy import stats as st
 
-from experiments.report import claims as cl
+from experiments.report import analyse, claim_catalogue, load
+from experiments.report import claim_evaluation as ev
 from experiments.report import pipeline as report
-from experiments.report import stats
-from experiments.training.config import RunConfig
-
-STEPS = (0, 50, 100, 150)
-
-
-# ----------------------------------------------------------------------------- synthetic sweeps
-
-
-def _child_metrics(task: str, quality: float, rng, flow_init: float, n_params: float, diverged: bool) -> dict:
-    """Summary metrics of one run whose best loss ratio is `quality` (lower = better)."""
-    m, higher = report.TASK_METRICS[task]
-    metric = 1 - 0.9 * quality if higher else 0.2 * quality
-    solved = quality < 0.3
-    out = {
-        "best_val_loss_over_baseline": quality,
-        "best_val_loss": 2.0 * quality,
-        f"best_val_{m}": metric,
-        f"final_val_{m}": metric - 0.01,
-        "final_val_loss": 2.0 * quality + 0.01,
-        "val_loss_over_baseline": quality + 0.005,
-        "baseline": 2.0,
-        f"baseline_{m}": 0.1,
-        "solved": float(solved),
-        "diverged": float(diverged),
-        "n_params": n_params,
-        "steps_per_s": 50.0,
-        "grad_flow_ratio_init": flow_init,
-        "grad_flow_ratio_final": flow_init * 3,
-        "test_loss": 2.0 * quality,
-    }
-    if solved:
-        out["steps_to_solve"] = float(50 * (1 + int(rng.integers(0, 3))))
-    return out
-
-
-def make_sweep(
-    client,
-    study,
-    configs,
-    *,
-    seeds=range(5),
-    lrs=(0.005,),
-    reference=None,
-    claims="",
-    start=None,
-    tag_ref=True,
-):
-    """A parent + FINISHED children. `configs`: dicts of params plus `_q(lr, seed)` → quality and optional
-    `_flow`, `_n_params`, `_diverged(lr, seed)`. Returns (parent id, {(label, lr): [quality per seed]})."""
-    exp = client.get_experiment_by_name("sweeps")
-    exp_id = exp.experiment_id if exp else client.create_experiment("sweeps")
-    now = int(time.time() * 1000) if start is None else start
-    parent = client.create_run(
-        exp_id,
-        start_time=now,
-        tags={
-            "sweep_role": "parent",
-            "study": study,
-            "sweep_spec": f"experiments/sweeps/{study}.yaml",
-            "sweep_spec_hash": "0123456789abcdef",
-            "sweep_profile": "quick",
-            "claims": claims,
-            "reference": " ".join(f"{k}={v}" for k, v in (reference or {}).items()),
-        },
-    ).info.run_id
-    values, n = {}, 0
-    for ci, cfg in enumerate(configs):
-        point = {k: v for k, v in cfg.items() if not k.startswith("_")}
-        params0 = {**RunConfig().as_params(), **point}
-        label = " ".join(f"{k}={v}" for k, v in point.items())
-        is_ref = bool(reference) and all(params0.get(k) == v for k, v in reference.items())
-        for lr in lrs:
-            for seed in seeds:
-                rng = np.random.default_rng([ci, seed, int(lr * 1e6)])
-                quality = float(cfg["_q"](lr, seed))
-                values.setdefault((label, lr), []).append(quality)
-                params = {**params0, "learning_rate": repr(lr), "seed": str(seed)}
-                cell = params["cell"]
-                fb = (
-                    "n/a"
-                    if cell == "rnn" or params["variant"] == "lstm1997"
-                    else (params["forget_bias"] if params["forget_bias"] != "auto" else "1")
-                )
-                tags = {
-                    "mlflow.parentRunId": parent,
-                    "sweep_role": "child",
-                    "study": study,
-                    "config_label": label,
-                    "config_key": f"k{ci}",
-                    "trial_key": f"{study}-{ci}-{lr}-{seed}",
-                    "task": params["task"],
-                    "cell": cell,
-                    "variant": params["variant"],
-                    "forget_bias_resolved": fb,
-                    "candidate_activation_resolved": params["candidate_activation"].replace("auto", "tanh"),
-                }
-                diverged = bool(cfg.get("_diverged", lambda lr, s: False)(lr, seed))
-                summary = _child_metrics(
-                    params["task"],
-                    quality,
-                    rng,
-                    cfg.get("_flow", 0.1),
-                    cfg.get("_n_params", 1000.0),
-                    diverged,
-                )
-                ts = now + n
-                metrics = [Metric(k, v, ts, 0) for k, v in summary.items()]
-                for i, step in enumerate(STEPS):
-                    frac = (len(STEPS) - 1 - i) / (len(STEPS) - 1)
-                    metrics += [
-                        Metric("val_loss", 2.0 * (quality + (1 - quality) * frac), ts + i, step),
-                        Metric("grad_flow_ratio", summary["grad_flow_ratio_init"], ts + i, step),
-                    ]
-                    if cell != "rnn" and step in (0, STEPS[-1]):
-                        for gate in ("i", "f", "o"):
-                            metrics += [
-                                Metric(f"gate_{gate}_mean", 0.5, ts + i, step),
-                                Metric(f"gate_{gate}_sat_low", 0.1 * (1 - frac), ts + i, step),
-                                Metric(f"gate_{gate}_sat_high", 0.2 * (1 - frac), ts + i, step),
-                            ]
-                if tag_ref:
-                    tags["is_reference"] = str(is_ref).lower()
-                run = client.create_run(exp_id, start_time=ts, tags=tags).info.run_id
-                client.log_batch(run, metrics=metrics, params=[Param(k, v) for k, v in params.items()])
-                client.set_terminated(run, "FINISHED")
-                n += 1
-    client.log_batch(
-        parent,
-        metrics=[Metric(f"trials_{k}", v, now, 0) for k, v in (("total", n), ("finished", n), ("failed", 0))],
-        tags=[RunTag("done", "true")],
-    )
-    client.set_terminated(parent, "FINISHED")
-    return parent, values
-
-
-def _noise(seed: int, scale: float = 0.02) -> float:
-    return scale * (seed - 2) / 2  # seeds 0..4 → −1, −0.5, 0, 0.5, 1 (× scale): deterministic spread
-
-
-def _fb_configs(q_fb0: float, q_fb1: float, q_fb2: float, flow0: float = 0.01) -> list[dict]:
-    def q(base):
-        return lambda lr, seed: base + _noise(seed) + (0.3 if lr > 0.005 else 0.0)  # lr 0.02 is worse
-
-    return [
-        {"task": "copy", "forget_bias": "0", "_q": q(q_fb0), "_flow": flow0},
-        {"task": "copy", "forget_bias": "1", "_q": q(q_fb1), "_flow": 0.1},
-        {"task": "copy", "forget_bias": "2", "_q": q(q_fb2), "_flow": 0.2},
-    ]
+from experiments.report.metrics import FLOW, FLOW_FINAL
 
 
 @pytest.fixture(scope="module")
@@ -179,38 +29,7 @@ def store(tmp_path_factory):
         mp.setenv("MLFLOW_TRACKING_URI", uri)
         mlflow.set_tracking_uri(uri)
         client = mlflow.MlflowClient(uri)
-        sweeps = {}
-        ref = {"forget_bias": "1"}
-        old_start = int(time.time() * 1000) - 3_600_000
-        # An older sweep of the same study (must not be picked by name), then the real one.
-        sweeps["fb_worse_old"] = make_sweep(
-            client, "fb_worse", _fb_configs(0.1, 0.9, 0.9)[:1], seeds=[0], start=old_start
-        )
-        sweeps["fb_worse"] = make_sweep(
-            client, "fb_worse", _fb_configs(0.9, 0.1, 0.15), lrs=(0.005, 0.02), reference=ref, claims="a,h"
-        )
-        same = [{"task": "copy", "forget_bias": fb, "_q": lambda lr, s: 0.5 + _noise(s)} for fb in ("0", "1")]
-        sweeps["fb_same"] = make_sweep(client, "fb_same", same, reference=ref, claims="a")
-        sweeps["fb_reversed"] = make_sweep(
-            client, "fb_reversed", _fb_configs(0.1, 0.9, 0.85)[:2], reference=ref
-        )
-        keras_only = [
-            {"task": "adding", "units": u, "_q": lambda lr, s: 0.4 + _noise(s)} for u in ("32", "64")
-        ]
-        # Children without is_reference tags: the reference comes from the spec logged on the parent.
-        sweeps["variants"] = make_sweep(client, "variants", keras_only, seeds=range(3), tag_ref=False)
-        spec = tmp / "variants.yaml"
-        spec.write_text("study: variants\nclaims: [b]\nreference: {units: 64}\n")
-        client.log_artifact(sweeps["variants"][0], str(spec))
-        cells = [
-            {"task": "copy", "cell": "lstm", "_q": lambda lr, s: 0.3 + _noise(s), "_n_params": 24832.0},
-            {"task": "copy", "cell": "gru", "_q": lambda lr, s: 0.3 + _noise(s), "_n_params": 18816.0},
-            {"task": "copy", "cell": "rnn", "_q": lambda lr, s: 0.95 + _noise(s), "_flow": 1e-6},
-            # The 1997 LSTM, clearly worse than Keras's LSTM (claim i).
-            {"task": "copy", "cell": "lstm", "variant": "lstm1997", "_q": lambda lr, s: 0.8 + _noise(s)},
-        ]
-        keras_lstm = {"cell": "lstm", "variant": "keras"}
-        sweeps["cells"] = make_sweep(client, "cells", cells, reference=keras_lstm, claims="f,h,i")
+        sweeps = every_sweep(client, tmp)
         yield client, sweeps
         mlflow.set_tracking_uri(None)
 
@@ -223,7 +42,7 @@ def check_html(folder, claim_ids="abcdefghi"):
     """report.html: self-contained, every PNG embedded once, the claims checklist and the CSV tables."""
     text = (folder / "report.html").read_text()
     pngs = list(folder.glob("*.png"))
-    assert pngs and text.count('<img src="data:image/png;base64,') == len(pngs)
+    assert pngs and text.count("<img ") == text.count('src="data:image/png;base64,') == len(pngs)
     assert "http://" not in text and "https://" not in text
     assert "<script" not in text and "<link" not in text
     claims_html = text[text.index('<section id="claims">') :]
@@ -234,43 +53,7 @@ def check_html(folder, claim_ids="abcdefghi"):
     return text
 
 
-# ----------------------------------------------------------------------------- statistics
-
-
-def test_mean_ci_matches_scipy_t_interval():
-    x = np.array([0.3, 0.5, 0.45, 0.61, 0.2])
-    n, mean, low, high = stats.mean_ci(x)
-    expected = st.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=st.sem(x))
-    assert n == 5 and mean == pytest.approx(x.mean())
-    assert (low, high) == pytest.approx(expected)
-    assert stats.mean_ci([1.0, np.nan, 3.0])[0] == 2  # NaN dropped
-    assert math.isnan(stats.mean_ci([1.0])[2]) and stats.mean_ci([2.0, 2.0])[2:] == (2.0, 2.0)
-
-
-def test_tests_effect_size_and_difference_ci_match_scipy():
-    a, b = np.array([1.0, 1.2, 0.9, 1.4, 1.1, 1.3]), np.array([0.5, 0.8, 0.6, 0.7, 0.9])
-    c = stats.compare(a, b)
-    assert c.test == "welch" and c.p == pytest.approx(st.ttest_ind(a, b, equal_var=False).pvalue)
-    ci = st.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
-    assert (c.diff_ci_low, c.diff_ci_high) == pytest.approx((ci.low, ci.high))
-    pooled = np.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2))
-    g = (a.mean() - b.mean()) / pooled * (1 - 3 / (4 * (len(a) + len(b)) - 9))
-    assert c.hedges_g == pytest.approx(g)
-    small = stats.compare(a[:3], b[:3])  # n < 5: exact Mann–Whitney U
-    assert small.test == "mannwhitney"
-    assert small.p == pytest.approx(st.mannwhitneyu(a[:3], b[:3], method="exact").pvalue)
-    assert stats.compare(a[:3], b[:3], test="welch").test == "welch"
-    assert stats.rate_p(5, 5, 0, 5) == pytest.approx(st.fisher_exact([[5, 0], [0, 5]]).pvalue)
-
-
-def test_holm_matches_a_hand_worked_example():
-    # sorted: 0.005×4 = 0.02, 0.01×3 = 0.03, 0.03×2 = 0.06, 0.04×1 = 0.04 → max(0.06, 0.04) = 0.06
-    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    adjusted = stats.holm([0.2, np.nan, 0.01])  # NaN is not counted in m = 2
-    assert (
-        adjusted[0] == pytest.approx(0.2) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.02)
-    )
-    assert stats.holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])
+# ----------------------------------------------------------------------------- selection and verdicts
 
 
 def test_best_over_lr_picks_the_lr_with_the_best_mean_over_seeds():
@@ -282,30 +65,20 @@ def test_best_over_lr_picks_the_lr_with_the_best_mean_over_seeds():
             "m": [0.2, 0.3, 0.25, 0.5, 0.1, 0.6, 0.9, 0.8, np.nan, 0.1],
         }
     )
-    low = report.best_over_lr(df, "m", higher_is_better=False)
+    low = analyse.best_over_lr(df, "m", higher_is_better=False)
     # A: 0.01 → mean 0.25 beats 0.001 → 0.4; B: 0.001 has a non-finite seed, so 0.01 wins.
     assert set(zip(low["config_label"], low["learning_rate"])) == {("A", 0.01), ("B", 0.01)}
     assert len(low) == 5
-    high = report.best_over_lr(df, "m", higher_is_better=True)
+    high = analyse.best_over_lr(df, "m", higher_is_better=True)
     assert set(zip(high["config_label"], high["learning_rate"])) == {("A", 0.001), ("B", 0.01)}
-
-
-def test_claim_verdict_combination_rules():
-    assert cl.claim_verdict([cl.NOT_TESTED, cl.NOT_TESTED]) == cl.NOT_TESTED
-    assert cl.claim_verdict([cl.SUPPORTED, cl.NOT_TESTED]) == cl.SUPPORTED
-    assert cl.claim_verdict([cl.SUPPORTED, cl.CONTRADICTED]) == cl.CONTRADICTED
-    assert cl.claim_verdict([cl.SUPPORTED, cl.INCONCLUSIVE]) == cl.INCONCLUSIVE
-
-
-# ----------------------------------------------------------------------------- sweeps in MLflow
 
 
 def test_resolving_a_study_name_picks_the_most_recent_parent(store):
     client, sweeps = store
-    assert report.resolve_parent(client, "fb_worse").info.run_id == sweeps["fb_worse"][0]
-    assert report.resolve_parent(client, sweeps["fb_worse_old"][0]).info.run_id == sweeps["fb_worse_old"][0]
-    with pytest.raises(report.ReportError, match="fb_worse"):  # the message lists the known studies
-        report.resolve_parent(client, "no_such_study")
+    assert load.resolve_parent(client, "fb_worse").info.run_id == sweeps["fb_worse"][0]
+    assert load.resolve_parent(client, sweeps["fb_worse_old"][0]).info.run_id == sweeps["fb_worse_old"][0]
+    with pytest.raises(load.ReportError, match="fb_worse"):  # the message lists the known studies
+        load.resolve_parent(client, "no_such_study")
 
 
 def test_report_tables_plots_claims_and_artifacts(store, tmp_path):
@@ -426,10 +199,6 @@ def test_cli_writes_the_report_and_fails_clearly_on_an_unknown_sweep(store, tmp_
 
 
 def test_a_gradient_that_underflowed_to_zero_counts_as_vanished_not_missing():
-    import pandas as pd
-
-    from experiments.report import pipeline as report
-
     raw = pd.DataFrame(
         {
             "run_id": ["a", "b"],
@@ -441,18 +210,49 @@ def test_a_gradient_that_underflowed_to_zero_counts_as_vanished_not_missing():
             "metrics.grad_flow_ratio_final": [float("nan"), 1e-3],
         }
     )
-    tidy = report.tidy(raw, "s", "study")
-    flow = tidy.set_index("run_id")[report.FLOW]
+    tidy = load.tidy(raw, "s", "study")
+    flow = tidy.set_index("run_id")[FLOW]
     assert flow["a"] == pytest.approx(np.log10(np.finfo(np.float32).smallest_subnormal)) and flow["a"] < -44
     assert flow["b"] == pytest.approx(-8.0)
-    assert np.isnan(tidy.set_index("run_id").loc["a", report.FLOW_FINAL])
+    assert np.isnan(tidy.set_index("run_id").loc["a", FLOW_FINAL])
 
 
-def test_a_loss_contrast_where_neither_side_learned_is_neutral():
-    claim_b = next(c for c in cl.CLAIMS if c.id == "b")
-    contrast = claim_b.parts[0].contrasts[0]
-    row = {"n_a": 5, "n_b": 5, "diff": 0.0011, "diff_ci_low": 0.0003, "diff_ci_high": 0.002, "p_holm": 0.01}
-    untrained = cl._outcome({**row, "mean_a": 1.0011, "mean_b": 1.0}, contrast, cl.Options())
-    assert untrained == "neutral"
-    learned = {**row, "mean_a": 0.0078, "mean_b": 0.0025}
-    assert cl._outcome(learned, contrast, cl.Options()) == "for"  # NFG worse, significant
+def test_a_new_catalogue_entry_is_judged_by_the_evaluator_as_it_stands(store):
+    client, _ = store
+    sweep = load.load_sweep(client, "fb_worse")
+    analysis = analyse.analyse([sweep], sweep.runs)
+    fb2 = claim_catalogue._side("forget bias 2", "lstm", where=lambda d: d["forget_bias"] == "2")
+    contrast = claim_catalogue.Contrast(
+        "fb 0 vs 2", claim_catalogue.FB0, (fb2,), frozenset({"forget_bias"}), "higher"
+    )
+    claim = claim_catalogue.Claim(
+        "z",
+        "Forget bias 0 is worse than 2.",
+        "as stated",
+        (claim_catalogue.Part("z", "0 is worse", (contrast,), "any"),),
+    )
+    result = ev.evaluate_claim(claim, analysis.configs, analysis.chosen, analysis.runs, ev.Options())
+    assert result["verdict"] == "supported"  # fb 0: 0.9, fb 2: 0.15 (tests/report_sweeps.py)
+    (row,) = result["parts"][0]["contrasts"]
+    assert (row["a"], row["b"]) == ("task=copy forget_bias=0", "task=copy forget_bias=2") and row[
+        "diff"
+    ] > 0.7
+
+
+def test_report_html_embeds_each_plot_once_anchors_claims_and_renders_pipe_tables(tmp_path):
+    from experiments.report.html_page import markdown_html
+    from experiments.report.write import markdown_table
+
+    (tmp_path / "a.png").write_bytes(b"\x89PNG not really")
+    table = markdown_table(["claim", "value"], [["(a)", "x | y"], ["(b)", "`code`"]])
+    text = f"# Title\n\n## (a) A claim\n\n![a.png](a.png)\n\n{table}\n\n![a.png](a.png)\n\n![b.png](b.png)\n"
+    embedded: set[str] = set()
+    page = markdown_html(text, tmp_path, embedded, shift=1)
+    assert embedded == {"a.png"} and page.count('src="data:image/png;base64,') == 1
+    assert "<em>(a.png — shown above)</em>" in page and "<em>(b.png)</em>" in page  # repeat, missing
+    assert '<h2 id="title">Title</h2>' in page and '<h3 id="claim-a">(a) A claim</h3>' in page
+    assert (
+        '<div class="scroll"><table>' in page
+        and "<td>x | y</td>" in page
+        and "<td><code>code</code></td>" in page
+    )

@@ -1,7 +1,8 @@
 """Statistics for sweep reports: t-intervals, effect sizes, two-sample tests, Holm's correction.
 
-Pure functions on plain sequences (NaN values are dropped first); scipy does the distributions.
-The test rule (`choose_test`) is stated once here and quoted by the reports:
+Pure functions on plain sequences (NaN values are dropped first). scipy does the intervals and the
+tests; Hedges' g and Holm's correction, which scipy lacks, are written out (tests/test_stats.py checks
+them against published values). The test rule (`choose_test`) is stated once here and quoted by the reports:
 
 * Welch's t-test (unequal variances) when both groups have at least `SMALL_N` = 5 values;
 * otherwise the Mann–Whitney U test (exact when there are no ties, else an exhaustive /
@@ -44,13 +45,17 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[int, float, float, float]
     mean = float(a.mean())
     if n == 1:
         return 1, mean, math.nan, math.nan
-    sem = float(a.std(ddof=1)) / math.sqrt(n)
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sem
-    return n, mean, mean - half, mean + half
+    if np.all(a == a[0]):  # no spread: scipy's interval would be NaN
+        return n, mean, mean, mean
+    ci = stats.ttest_1samp(a, 0.0).confidence_interval(confidence)
+    return n, mean, float(ci.low), float(ci.high)
 
 
 def hedges_g(a, b) -> float:
-    """Bias-corrected standardized mean difference (mean(a) − mean(b)) / pooled sd × J."""
+    """Bias-corrected standardized mean difference (mean(a) − mean(b)) / pooled sd × J.
+
+    scipy has no effect size; J = 1 − 3 / (4 (n_a + n_b) − 9) as in Hedges & Olkin (1985).
+    """
     a, b = finite(a), finite(b)
     na, nb = len(a), len(b)
     if na < 2 or nb < 2:
@@ -156,6 +161,8 @@ def rate_p(events_a: int, n_a: int, events_b: int, n_b: int) -> float:
 
 def holm(pvalues) -> np.ndarray:
     """Holm–Bonferroni adjusted p-values, in the input order; NaN stays NaN and is not counted.
+
+    Not in scipy (`false_discovery_control` has Benjamini–Hochberg/–Yekutieli only).
 
     Sorted ascending, p_(k) becomes max over j ≤ k of min(1, (m − j + 1) p_(j)).
     """

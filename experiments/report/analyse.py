@@ -1,0 +1,218 @@
+"""A study's analysis: best-over-LR selection, reference configurations, per-configuration summaries
+and the comparisons against the reference (the numbers from `experiments.report.stats`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from experiments.report import stats
+from experiments.report.descriptors import norm
+from experiments.report.load import SweepResults
+from experiments.report.metrics import GROUP, PRIMARY, summary_metrics
+
+
+def _by(df: pd.DataFrame, by) -> list[str]:
+    return list(by) if by is not None else [c for c in GROUP if c in df.columns]
+
+
+def lr_table(
+    df: pd.DataFrame, metric: str = PRIMARY, higher_is_better: bool = False, by=None
+) -> pd.DataFrame:
+    """Per configuration and learning rate: seeds, non-finite seeds, mean of `metric`; `chosen` marks
+    the best LR (fewest non-finite seeds first, then the best mean, then the smaller LR)."""
+    by = _by(df, by)
+    rows = []
+    for key, g in df.groupby([*by, "learning_rate"], sort=True):
+        v = g[metric].to_numpy(dtype=float)
+        ok = v[np.isfinite(v)]
+        rows.append(
+            {
+                **dict(zip([*by, "learning_rate"], key)),
+                "n": len(v),
+                "n_nonfinite": len(v) - len(ok),
+                "mean": float(ok.mean()) if len(ok) else math.nan,
+            }
+        )
+    table = pd.DataFrame(rows, columns=[*by, "learning_rate", "n", "n_nonfinite", "mean"])
+    score = table["mean"] * (-1 if higher_is_better else 1)
+    ranked = table.assign(_bad=table["n_nonfinite"] / table["n"].clip(lower=1), _score=score.fillna(math.inf))
+    ranked = ranked.sort_values([*by, "_bad", "_score", "learning_rate"])
+    table["chosen"] = False
+    table.loc[ranked.index[~ranked.duplicated(by, keep="first")], "chosen"] = True
+    return table
+
+
+def best_over_lr(
+    df: pd.DataFrame, metric: str = PRIMARY, higher_is_better: bool = False, by=None
+) -> pd.DataFrame:
+    """The runs at each configuration's best learning rate (see `lr_table`)."""
+    by = _by(df, by)
+    table = lr_table(df, metric, higher_is_better, by)
+    keep = table.loc[table["chosen"], [*by, "learning_rate"]]
+    return df.merge(keep, on=[*by, "learning_rate"], how="inner")
+
+
+def config_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration: GROUP, desc, params, n_params, tagged is_reference (None if untagged)."""
+    rows = []
+    for key, g in runs.groupby(GROUP, sort=True):
+        flags = [f for f in g["is_reference"] if isinstance(f, str)]
+        rows.append(
+            {
+                **dict(zip(GROUP, key)),
+                "desc": g["desc"].iloc[0],
+                "params": g["params"].iloc[0],
+                "n_params": float(g["n_params"].mean()) if "n_params" in g else math.nan,
+                "tagged_reference": (flags[0] == "true") if flags else None,
+            }
+        )
+    return pd.DataFrame(rows, columns=[*GROUP, "desc", "params", "n_params", "tagged_reference"])
+
+
+def matches_reference(desc: dict, params: dict, reference: dict) -> bool:
+    """Every reference parameter equals the raw param (default if unlogged) or its resolved value."""
+    from experiments.training.config import RunConfig
+
+    defaults = RunConfig().as_params()
+    for k, v in reference.items():
+        want = norm(v)
+        raw = norm(params.get(k, defaults.get(k, "")))
+        if want not in (raw, desc.get(k)):
+            return False
+    return True
+
+
+def assign_references(configs: pd.DataFrame, reference: dict) -> dict[tuple, tuple]:
+    """(sweep, task, label) → that of its reference configuration (the reference maps to itself).
+
+    Reference configurations: tagged `is_reference=true` by the sweep, else matching `reference`.
+    With several in one study and task, each configuration gets the one differing in fewest params.
+    """
+    out = {}
+    for (sweep, task), g in configs.groupby(["sweep", "task"]):
+        rows = g.to_dict("records")
+        tagged = [r for r in rows if r["tagged_reference"] is not None]
+        if tagged:
+            refs = [r for r in rows if r["tagged_reference"]]
+        else:
+            refs = [r for r in rows if reference and matches_reference(r["desc"], r["params"], reference)]
+        for r in rows:
+            if not refs:
+                continue
+            best = min(
+                refs,
+                key=lambda x: (sum(x["desc"].get(k) != v for k, v in r["desc"].items()), x["config_label"]),
+            )
+            out[(sweep, task, r["config_label"])] = (sweep, task, best["config_label"])
+    return out
+
+
+def _values(df: pd.DataFrame, key: tuple, metric: str) -> np.ndarray:
+    mask = np.ones(len(df), dtype=bool)
+    for col, v in zip(GROUP, key):
+        mask &= (df[col] == v).to_numpy()
+    return df.loc[mask, metric].to_numpy(dtype=float) if metric in df else np.array([])
+
+
+def summarize(
+    chosen: pd.DataFrame, metrics: list[str] | None = None, confidence: float = 0.95
+) -> pd.DataFrame:
+    """Per configuration (rows of `chosen` = best-over-LR seeds): LR, seeds, rates, mean/CI per metric.
+
+    `steps_to_solve` is averaged over solved seeds only; other metrics over seeds with finite values.
+    """
+    by = _by(chosen, None)
+    task = chosen["task"].iloc[0] if "task" in chosen and len(chosen) else "copy"
+    metrics = metrics or summary_metrics(task)
+    rows = []
+    for key, g in chosen.groupby(by, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        solved = g["solved"].to_numpy(dtype=float) if "solved" in g else np.zeros(len(g))
+        diverged = g["diverged"].to_numpy(dtype=float) if "diverged" in g else np.zeros(len(g))
+        row = {
+            **dict(zip(by, key)),
+            "learning_rate": float(g["learning_rate"].iloc[0]),
+            "n_seeds": len(g),
+            "n_solved": int(np.nansum(solved == 1)),
+            "solve_rate": float(np.nanmean(solved == 1)),
+            "n_diverged": int(np.nansum(diverged == 1)),
+            "divergence_rate": float(np.nanmean(diverged == 1)),
+            "n_params": float(g["n_params"].mean()) if "n_params" in g else math.nan,
+        }
+        for m in metrics:
+            values = g[m].to_numpy(dtype=float) if m in g else np.array([])
+            if m == "steps_to_solve" and len(values):
+                values = values[solved == 1]
+            n, mean, low, high = stats.mean_ci(values, confidence)
+            row.update({f"{m}_n": n, f"{m}_mean": mean, f"{m}_ci_low": low, f"{m}_ci_high": high})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def compare_to_reference(
+    chosen: pd.DataFrame, references: dict[tuple, tuple], metric: str = PRIMARY, test: str = "auto"
+) -> pd.DataFrame:
+    """Each non-reference configuration vs its reference on `metric`: difference (Welch CI), Hedges'
+    g, test and p; `p_holm` corrects over the configurations of one study and task."""
+    rows = []
+    for key, ref in sorted(references.items()):
+        if key == ref:
+            continue
+        c = stats.compare(_values(chosen, key, metric), _values(chosen, ref, metric), test)
+        rows.append({**dict(zip(GROUP, key)), "reference": ref[2], **c.as_dict()})
+    cols = [*GROUP, "reference", *stats.Comparison.__dataclass_fields__, "p_holm"]
+    out = pd.DataFrame(rows, columns=cols[:-1])
+    out["p_holm"] = np.nan
+    for _, idx in out.groupby(["sweep", "task"]).groups.items():
+        out.loc[idx, "p_holm"] = stats.holm(out.loc[idx, "p"].to_numpy(dtype=float))
+    return out
+
+
+def spec_reference(sweep: SweepResults) -> dict:
+    """The reference configuration a sweep names: its spec's `reference`, else the parent's tag."""
+    tagged = sweep.tags.get("reference", "").split()
+    return sweep.spec.get("reference") or dict(kv.split("=", 1) for kv in tagged if "=" in kv)
+
+
+@dataclass
+class Analysis:
+    """What every table, plot and claim of a report is computed from."""
+
+    runs: pd.DataFrame  # every FINISHED trial of every sweep
+    lr_selection: pd.DataFrame  # `lr_table` of PRIMARY
+    chosen: pd.DataFrame  # the runs at each configuration's best learning rate
+    configs: pd.DataFrame  # `config_table`
+    references: dict[tuple, tuple]  # `assign_references`, over all sweeps
+    comparisons: pd.DataFrame  # `compare_to_reference` on PRIMARY
+
+
+def analyse(sweeps: list[SweepResults], runs: pd.DataFrame, test: str = "auto") -> Analysis:
+    """Best-over-LR selection, references and comparisons of the runs of `sweeps` (`runs`, concatenated)."""
+    configs = config_table(runs)
+    references: dict = {}
+    for s in sweeps:
+        references.update(assign_references(configs[configs["sweep"] == s.label], spec_reference(s)))
+    chosen = best_over_lr(runs, PRIMARY, False)
+    return Analysis(
+        runs=runs,
+        lr_selection=lr_table(runs, PRIMARY, False),
+        chosen=chosen,
+        configs=configs,
+        references=references,
+        comparisons=compare_to_reference(chosen, references, PRIMARY, test),
+    )
+
+
+def task_summary(analysis: Analysis, sweep: str, task: str) -> tuple[pd.DataFrame, pd.DataFrame, set[str]]:
+    """(its best-over-LR runs, its summary table with the comparisons, its reference labels) for one
+    study and task."""
+    chosen = analysis.chosen
+    sub = chosen[(chosen["sweep"] == sweep) & (chosen["task"] == task)]
+    table = summarize(sub, summary_metrics(task)).merge(analysis.comparisons, on=GROUP, how="left")
+    refs = {k[2] for k in analysis.references.values() if k[:2] == (sweep, task)}
+    table["is_reference"] = table["config_label"].isin(refs)
+    return sub, table, refs
