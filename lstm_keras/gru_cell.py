@@ -8,10 +8,11 @@ import itertools
 import keras
 from keras import ops
 
+from lstm_keras.activation_names import SIGMOID
 from lstm_keras.activations import ActivationLike, either, get_activation, serialize_activation
 from lstm_keras.base_cell import GatedCell, plus, times
 from lstm_keras.forget_bias import ForgetBias, forget_bias_values, validate_forget_bias
-from lstm_keras.variants import DENSE, GRU_VARIANTS, IDENTITY, NONE, TANH, lookup
+from lstm_keras.variants import DENSE, GRU_DEFAULT_FORGET_BIAS, GRU_VARIANTS, IDENTITY, NONE, TANH, lookup
 
 
 # The forms an equation's recurrent term takes, chosen per variant once (GRUCell._resolve_step).
@@ -117,7 +118,7 @@ class GRUCell(GatedCell):
         units: int,
         *,
         variant: str = "keras",
-        forget_bias: ForgetBias = None,
+        forget_bias: ForgetBias = GRU_DEFAULT_FORGET_BIAS,
         chrono_tmax: float | None = None,
         candidate_activation: ActivationLike = None,
         gate_activation: ActivationLike = None,
@@ -141,13 +142,15 @@ class GRUCell(GatedCell):
             forget_bias,
             chrono_tmax,
             has_forget_gate=self.variant.update_gate is not None,
-            default=None,
+            default=GRU_DEFAULT_FORGET_BIAS,
         )
         self.chrono_tmax = chrono_tmax
         candidate = either("candidate_activation", candidate_activation, "activation", activation)
         gate = either("gate_activation", gate_activation, "recurrent_activation", recurrent_activation)
-        self.candidate_activation = get_activation(candidate or "tanh", argument="candidate_activation")
-        self.gate_activation = get_activation(gate or "sigmoid", argument="gate_activation")
+        self.candidate_activation = get_activation(
+            candidate or self.variant.candidate_activation, argument="candidate_activation"
+        )
+        self.gate_activation = get_activation(gate or SIGMOID, argument="gate_activation")
         self._resolve_step()
         self.state_size = self.units
 
