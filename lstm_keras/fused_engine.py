@@ -1,6 +1,6 @@
 """The fused engine: LSTM and GRU steps with all T steps in one C++ TensorFlow op.
 
-The lean `tf.while_loop` engine (tf_engine.py) still pays TensorFlow's fixed price per op, a
+The tf_while engine (tf_while_engine.py, one `tf.while_loop`) still pays TensorFlow's fixed price per op, a
 dozen ops per step forwards and more backwards, which on a small CPU costs more than the step's
 arithmetic. `kernels/fused_rnn.cc` runs the whole recurrence in one op per direction
 (forward, backward), the way cuDNN does on a GPU:
@@ -14,7 +14,7 @@ The LSTM kernel takes the variant as attributes (gate modes learned / open / cou
 peepholes, candidate and output activation among `KERNEL_ACTIVATIONS`), so it covers every
 `LSTMVariant` but FGR's gate recurrence; the GRU kernel computes Keras's GRU (`variant="keras"`).
 Anything it does not cover (FGR, other GRU variants, other activations, σ replaced, masks,
-dropout in training, a GPU, another dtype) runs on the lean engine or on `keras.layers.RNN`.
+dropout in training, a GPU, another dtype) runs on the tf_while engine or on `keras.layers.RNN`.
 
 The kernel is compiled once per machine and TensorFlow version with the system's C++ compiler
 (`python -m lstm_keras.fused_engine build`, which `make setup` runs; else on first use), down a
@@ -35,7 +35,7 @@ from pathlib import Path
 import tensorflow as tf
 from keras import tree
 
-from lstm_keras import kernel_build, tf_engine
+from lstm_keras import kernel_build, tf_while_engine
 from lstm_keras.activation_names import KERNEL_ACTIVATIONS, SIGMOID, TANH, kernel_code
 from lstm_keras.activations import serialize_activation
 from lstm_keras.lstm_cell import LSTMCell
@@ -160,7 +160,7 @@ def _cell_reason(cell) -> str | None:
 
 def unsupported_reason(layer, mask, training) -> str | None:
     """Why the fused kernel cannot run this call (None: it can)."""
-    reason = tf_engine.unsupported_reason(layer, mask, training) or _cell_reason(layer.cell)
+    reason = tf_while_engine.unsupported_reason(layer, mask, training) or _cell_reason(layer.cell)
     if reason is not None:
         return reason
     cell = layer.cell

@@ -212,7 +212,7 @@ class GRUCell(GatedCell):
         return bias, None
 
     def step_weights(self) -> dict:
-        """The weights `project_inputs` and `recurrent_step` read (the lean engine passes them read once)."""
+        """The weights `project_inputs` and `recurrent_step` read (tf_while passes them read once)."""
         return {"kernel": self.kernel, "recurrent_kernel": self.recurrent_kernel, "bias": self.bias}
 
     def project_inputs(self, x, weights: dict | None = None):

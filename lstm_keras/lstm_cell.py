@@ -194,7 +194,7 @@ class LSTMCell(GatedCell):
         return z if w["bias"] is None else z + w["bias"]
 
     def step_weights(self) -> dict:
-        """The weights `project_inputs` and `recurrent_step` read (the lean engine passes them read once)."""
+        """The weights `project_inputs` and `recurrent_step` read (tf_while passes them read once)."""
         return {
             "kernel": self.kernel,
             "bias": self.bias,

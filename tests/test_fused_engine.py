@@ -242,7 +242,7 @@ def test_fit_lowers_the_loss_and_a_saved_model_reloads_on_the_fused_kernel(rng, 
 
 @pytest.mark.slow  # a training, a compiler or a fresh TensorFlow in a subprocess
 def test_without_a_compiler_the_layers_fall_back_and_say_why(tmp_path):
-    """A fresh kernel cache and no compiler: the layer runs on the lean engine, naming the cause."""
+    """A fresh kernel cache and no compiler: the layer runs on the tf_while engine, naming the cause."""
     script = (
         "import numpy as np, lstm_keras as lk\n"
         "layer = lk.LSTM(3)\n"
