@@ -46,6 +46,8 @@ def __getattr__(name: str):
 
 def _submodule(name: str):
     """`lstm_keras.layers` and the like, as an eager package would have them."""
+    if name.startswith("__"):  # dunder probes (copy, pickle, doctest) are not submodules
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     try:
         return importlib.import_module(f"{__name__}.{name}")
     except ModuleNotFoundError as e:
