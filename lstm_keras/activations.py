@@ -12,6 +12,8 @@ from collections.abc import Callable
 import keras
 from keras import ops
 
+from lstm_keras.activation_names import ALIASES, SIGMOID_2M1, SIGMOID_4M2
+
 ActivationLike = str | Callable | None
 
 
@@ -27,14 +29,8 @@ def sigmoid_4m2(x):
     return 4.0 * ops.sigmoid(x) - 2.0
 
 
-# Names a user may write besides Keras's own activation names.
-_ALIASES: dict[str, Callable] = {
-    "2sigmoid-1": sigmoid_2m1,
-    "sigmoid_2m1": sigmoid_2m1,
-    "4sigmoid-2": sigmoid_4m2,
-    "sigmoid_4m2": sigmoid_4m2,
-    "identity": keras.activations.linear,
-}
+# Our activations by the name a config gives them (activation_names.OWN).
+_OWN: dict[str, Callable] = {SIGMOID_2M1: sigmoid_2m1, SIGMOID_4M2: sigmoid_4m2}
 
 
 def keras_activation_names() -> list[str]:
@@ -47,7 +43,7 @@ def keras_activation_names() -> list[str]:
 
 
 def valid_activation_names() -> list[str]:
-    return sorted(set(keras_activation_names()) | set(_ALIASES))
+    return sorted(set(keras_activation_names()) | set(_OWN) | set(ALIASES))
 
 
 def get_activation(activation: ActivationLike, *, argument: str) -> Callable:
@@ -57,10 +53,11 @@ def get_activation(activation: ActivationLike, *, argument: str) -> Callable:
     if callable(activation):
         return activation
     if isinstance(activation, str):
-        if activation in _ALIASES:
-            return _ALIASES[activation]
-        if activation in keras_activation_names():
-            return keras.activations.get(activation)
+        name = ALIASES.get(activation, activation)
+        if name in _OWN:
+            return _OWN[name]
+        if name in keras_activation_names():
+            return keras.activations.get(name)
     raise ValueError(
         f"Unknown {argument}={activation!r}. Valid choices: "
         f"{', '.join(valid_activation_names())} (or a callable)."
@@ -77,8 +74,5 @@ def either(name: str, value: ActivationLike, alias_name: str, alias: ActivationL
 
 def serialize_activation(fn: Callable):
     """Config form: our own names for the 1997 sigmoids, Keras's serialisation otherwise."""
-    if fn is sigmoid_2m1:
-        return "2sigmoid-1"
-    if fn is sigmoid_4m2:
-        return "4sigmoid-2"
-    return keras.activations.serialize(fn)
+    own = [name for name, candidate in _OWN.items() if candidate is fn]
+    return own[0] if own else keras.activations.serialize(fn)

@@ -16,6 +16,11 @@ def times(gate, x):
     return x if gate is None else gate * x
 
 
+def plus(x, term):
+    """x + term, where an absent term is None and costs nothing (so is an absent x)."""
+    return x if term is None else term if x is None else x + term
+
+
 def validate_units(units) -> int:
     if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
         raise ValueError(f"Invalid units={units!r}. Valid choices: a positive integer.")

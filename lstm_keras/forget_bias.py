@@ -63,8 +63,9 @@ class ChronoInitializer(keras.initializers.Initializer):
         self._seed_generator = keras.random.SeedGenerator(seed) if seed is not None else None
 
     def __call__(self, shape, dtype=None):
-        seed = self._seed_generator if self._seed_generator is not None else None
-        u = keras.random.uniform(shape, minval=1.0, maxval=self.tmax - 1.0, dtype=dtype, seed=seed)
+        u = keras.random.uniform(
+            shape, minval=1.0, maxval=self.tmax - 1.0, dtype=dtype, seed=self._seed_generator
+        )
         return ops.log(u)
 
     def get_config(self):

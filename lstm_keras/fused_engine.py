@@ -1,6 +1,6 @@
 """The fused engine: LSTM and GRU steps with all T steps in one C++ TensorFlow op.
 
-The lean `tf.while_loop` engine (tf_engine.py) still pays TensorFlow's fixed price per op, a
+The tf_while engine (tf_while_engine.py, one `tf.while_loop`) still pays TensorFlow's fixed price per op, a
 dozen ops per step forwards and more backwards, which on a small CPU costs more than the step's
 arithmetic. `kernels/fused_rnn.cc` runs the whole recurrence in one op per direction
 (forward, backward), the way cuDNN does on a GPU:
@@ -14,7 +14,7 @@ The LSTM kernel takes the variant as attributes (gate modes learned / open / cou
 peepholes, candidate and output activation among `KERNEL_ACTIVATIONS`), so it covers every
 `LSTMVariant` but FGR's gate recurrence; the GRU kernel computes Keras's GRU (`variant="keras"`).
 Anything it does not cover (FGR, other GRU variants, other activations, σ replaced, masks,
-dropout in training, a GPU, another dtype) runs on the lean engine or on `keras.layers.RNN`.
+dropout in training, a GPU, another dtype) runs on the tf_while engine or on `keras.layers.RNN`.
 
 The kernel is compiled once per machine and TensorFlow version with the system's C++ compiler
 (`python -m lstm_keras.fused_engine build`, which `make setup` runs; else on first use), down a
@@ -35,9 +35,11 @@ from pathlib import Path
 import tensorflow as tf
 from keras import tree
 
-from lstm_keras import kernel_build, tf_engine
+from lstm_keras import kernel_build, tf_while_engine
+from lstm_keras.activation_names import KERNEL_ACTIVATIONS, SIGMOID, TANH, kernel_code
 from lstm_keras.activations import serialize_activation
 from lstm_keras.lstm_cell import LSTMCell
+from lstm_keras.variants import GATE_MODES
 
 
 @dataclass(frozen=True)
@@ -133,10 +135,6 @@ def record() -> dict[str, str]:
     return {"fused_kernel_rung": k.rung.name, "fused_kernel_flags": " ".join(k.rung.flags)}
 
 
-# Activations the kernel computes (and differentiates from their outputs) for φ and ψ.
-KERNEL_ACTIVATIONS = ("tanh", "linear", "relu", "sigmoid", "2sigmoid-1", "4sigmoid-2")
-
-
 def _activation_name(fn) -> str | None:
     name = serialize_activation(fn)
     return name if isinstance(name, str) else None
@@ -151,8 +149,8 @@ def _cell_reason(cell) -> str | None:
     else:
         if cell.variant.name != "keras":
             return f"variant={cell.variant.name!r} (the GRU kernel computes variant='keras')"
-        supported = {"candidate_activation": ("tanh",)}
-    supported["gate_activation"] = ("sigmoid",)
+        supported = {"candidate_activation": (TANH,)}
+    supported["gate_activation"] = (SIGMOID,)
     for argument, choices in supported.items():
         name = _activation_name(getattr(cell, argument))
         if name not in choices:
@@ -162,7 +160,7 @@ def _cell_reason(cell) -> str | None:
 
 def unsupported_reason(layer, mask, training) -> str | None:
     """Why the fused kernel cannot run this call (None: it can)."""
-    reason = tf_engine.unsupported_reason(layer, mask, training) or _cell_reason(layer.cell)
+    reason = tf_while_engine.unsupported_reason(layer, mask, training) or _cell_reason(layer.cell)
     if reason is not None:
         return reason
     cell = layer.cell
@@ -201,7 +199,6 @@ def _register_gradients(kernel: Kernel) -> None:
         _, r, p, h0, c0 = op.inputs
         h, c, act = op.outputs
         attrs = {k: op.get_attr(k) for k in LSTM_ATTRS}
-        attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
         dz, dh0, dc0, dp = kernel.op("LstmSequenceGrad")(
             r, p, c0, c, act, zeros_if_none(dh, h), zeros_if_none(dc, c), **attrs
         )  # dp: i and f saw c_{t-1}, o saw c_t; zeros for a gate without a peephole
@@ -240,12 +237,12 @@ def run(layer, sequences, initial_state):
             peepholes,
             states[0],
             states[1],
-            input_gate=v.input_gate,
-            forget_gate=v.forget_gate,
-            output_gate=v.output_gate,
+            input_gate=GATE_MODES.index(v.input_gate),
+            forget_gate=GATE_MODES.index(v.forget_gate),
+            output_gate=GATE_MODES.index(v.output_gate),
             peepholes=bool(v.peephole_gates),
-            candidate_activation=serialize_activation(cell.candidate_activation),
-            output_activation=serialize_activation(cell.output_activation),
+            candidate_activation=kernel_code(serialize_activation(cell.candidate_activation)),
+            output_activation=kernel_code(serialize_activation(cell.output_activation)),
         )
         final = [h[:, -1], c[:, -1]]
     else:

@@ -2,15 +2,67 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import keras
 from keras import ops
 
+from lstm_keras.activation_names import SIGMOID
 from lstm_keras.activations import ActivationLike, either, get_activation, serialize_activation
-from lstm_keras.base_cell import GatedCell
+from lstm_keras.base_cell import GatedCell, plus, times
 from lstm_keras.forget_bias import ForgetBias, forget_bias_values, validate_forget_bias
-from lstm_keras.variants import DENSE, GRU_VARIANTS, IDENTITY, NONE, TANH, lookup
+from lstm_keras.variants import DENSE, GRU_DEFAULT_FORGET_BIAS, GRU_VARIANTS, IDENTITY, NONE, TANH, lookup
+
+
+# The forms an equation's recurrent term takes, chosen per variant once (GRUCell._resolve_step).
+# Each maps (h, products, matrices) of `GRUCell._recurrence` to the term; None: no term.
+def _shared(slot, h, products, matrices):
+    return products[slot]  # R h + b, from the one matmul the slots share
+
+
+def _own(slot, h, products, matrices):
+    return ops.matmul(h, matrices[slot])  # R h, after a term that could not share the matmul
+
+
+def _of_tanh(slot, h, products, matrices):
+    return ops.matmul(ops.tanh(h), matrices[slot])  # R tanh(h): MUT3's update gate
+
+
+def _absent(h, products, matrices):
+    return None  # no recurrent term (MUT1's z), or no gate at all (NRG's r, NUG's z)
+
+
+def _gate_term(slot: str, variant, shared: tuple[str, ...]):
+    if slot not in variant.slots or variant.recurrent_term(slot) == NONE:
+        return _absent
+    if variant.recurrent_term(slot) == TANH:
+        return functools.partial(_of_tanh, slot)
+    return functools.partial(_shared if slot in shared else _own, slot)
+
+
+def _reset_after(h, r, products, matrices):
+    return times(r, products["h"])  # r ⊙ (R_h h + b'_h): Keras
+
+
+def _reset_before(h, r, products, matrices):
+    return ops.matmul(times(r, h), matrices["h"])  # R_h (r ⊙ h): Cho et al. 2014, MUT1–3
+
+
+# h from z, h_{t-1} and h̃: z keeps the old state (Keras, Cho), z writes (Jozefowicz), or no z.
+def _keeps(z, h_prev, h_cand):
+    return z * h_prev + (1.0 - z) * h_cand
+
+
+def _writes(z, h_prev, h_cand):
+    return z * h_cand + (1.0 - z) * h_prev
+
+
+def _candidate_only(z, h_prev, h_cand):
+    return h_cand
+
+
+_ELEMENTWISE = {IDENTITY: lambda x: x, TANH: ops.tanh}  # input terms without a matrix (MUT1, MUT2)
 
 
 @keras.saving.register_keras_serializable(package="lstm_keras")
@@ -66,7 +118,7 @@ class GRUCell(GatedCell):
         units: int,
         *,
         variant: str = "keras",
-        forget_bias: ForgetBias = None,
+        forget_bias: ForgetBias = GRU_DEFAULT_FORGET_BIAS,
         chrono_tmax: float | None = None,
         candidate_activation: ActivationLike = None,
         gate_activation: ActivationLike = None,
@@ -90,13 +142,20 @@ class GRUCell(GatedCell):
             forget_bias,
             chrono_tmax,
             has_forget_gate=self.variant.update_gate is not None,
-            default=None,
+            default=GRU_DEFAULT_FORGET_BIAS,
         )
         self.chrono_tmax = chrono_tmax
         candidate = either("candidate_activation", candidate_activation, "activation", activation)
         gate = either("gate_activation", gate_activation, "recurrent_activation", recurrent_activation)
-        self.candidate_activation = get_activation(candidate or "tanh", argument="candidate_activation")
-        self.gate_activation = get_activation(gate or "sigmoid", argument="gate_activation")
+        self.candidate_activation = get_activation(
+            candidate or self.variant.candidate_activation, argument="candidate_activation"
+        )
+        self.gate_activation = get_activation(gate or SIGMOID, argument="gate_activation")
+        self._resolve_step()
+        self.state_size = self.units
+
+    def _resolve_step(self) -> None:
+        """Read the variant once: which matrix each term uses, and the form of each equation."""
         v = self.variant
         self.dense_in = tuple(s for s in v.slots if v.input_term(s) == DENSE)
         self.dense_rec = tuple(s for s in v.slots if v.recurrent_term(s) != NONE)
@@ -104,7 +163,10 @@ class GRUCell(GatedCell):
         # R tanh(h) (MUT3) and R (r ⊙ h) (reset before) are computed after it.
         on_h = [s for s in self.dense_rec if v.recurrent_term(s) == DENSE and (s != "h" or v.reset_after)]
         self.fused_rec = tuple(itertools.takewhile(lambda s: s in on_h, self.dense_rec))
-        self.state_size = self.units
+        self._z_term = _gate_term("z", v, self.fused_rec)
+        self._r_term = _gate_term("r", v, self.fused_rec)
+        self._h_term = _reset_after if v.reset_after else _reset_before
+        self._mix = _candidate_only if v.update_gate is None else _keeps if v.update_keeps_state else _writes
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -150,67 +212,58 @@ class GRUCell(GatedCell):
         return bias, None
 
     def step_weights(self) -> dict:
-        """The weights `project_inputs` and `recurrent_step` read (the lean engine passes them read once)."""
+        """The weights `project_inputs` and `recurrent_step` read (tf_while passes them read once)."""
         return {"kernel": self.kernel, "recurrent_kernel": self.recurrent_kernel, "bias": self.bias}
 
     def project_inputs(self, x, weights: dict | None = None):
         """Input terms of every slot (W x, x or tanh(x)) plus input biases, concatenated."""
-        v, w = self.variant, weights or self.step_weights()
-        dense = ops.matmul(x, w["kernel"]) if w["kernel"] is not None else None
-        if len(self.dense_in) == len(v.slots):
-            z = dense
-        else:
-            by_slot = (
-                dict(zip(self.dense_in, ops.split(dense, len(self.dense_in), -1))) if self.dense_in else {}
-            )
-            by_slot.update(
-                {s: x if v.input_term(s) == IDENTITY else ops.tanh(x) for s in v.slots if s not in by_slot}
-            )
-            z = ops.concatenate([by_slot[s] for s in v.slots], axis=-1)
+        w = weights or self.step_weights()
         input_bias, _ = self._biases(w["bias"])
-        return z if input_bias is None else z + input_bias
+        return plus(self._input_terms(x, w["kernel"]), input_bias)
+
+    def _input_terms(self, x, kernel):
+        slots = self.variant.slots
+        if len(self.dense_in) == len(slots):
+            return ops.matmul(x, kernel)
+        dense = dict(zip(self.dense_in, ops.split(ops.matmul(x, kernel), len(self.dense_in), -1)))
+        terms = [dense[s] if s in dense else _ELEMENTWISE[self.variant.input_term(s)](x) for s in slots]
+        return ops.concatenate(terms, axis=-1)
+
+    def _recurrence(self, h, w) -> tuple[dict, dict]:
+        """(R h + b of the slots that share one matmul, the matrices R of the other slots)."""
+        u = self.units
+        n_fused = len(self.fused_rec) * u
+        if n_fused == w["recurrent_kernel"].shape[1]:
+            R_fused, R_rest = w["recurrent_kernel"], None
+        else:
+            R_fused, R_rest = ops.split(w["recurrent_kernel"], [n_fused], axis=1)
+        products = {}
+        if self.fused_rec:
+            _, recurrent_bias = self._biases(w["bias"])
+            fused = plus(ops.matmul(h, R_fused), recurrent_bias)
+            products = dict(zip(self.fused_rec, ops.split(fused, len(self.fused_rec), axis=-1)))
+        rest = self.dense_rec[len(self.fused_rec) :]
+        return products, dict(zip(rest, ops.split(R_rest, len(rest), axis=1))) if rest else {}
+
+    def _gate(self, pre):
+        """σ(pre) for a gate that exists; None (no gate: r ≡ 1, or no z) for one that does not."""
+        return None if pre is None else self.gate_activation(pre)
 
     def recurrent_step(self, x_proj, states, training=False, weights: dict | None = None):
         """One step from projected inputs. Returns (h, new_states, gates).
 
         `weights`: `step_weights()` as tensors; default: read this cell's variables."""
         w = weights or self.step_weights()
-        v, u = self.variant, self.units
         h_prev = states[0] if isinstance(states, (list, tuple)) else states
         h_rec = self._drop_recurrent(h_prev, training)
-        x = dict(zip(v.slots, ops.split(x_proj, len(v.slots), axis=-1)))
+        x = dict(zip(self.variant.slots, ops.split(x_proj, len(self.variant.slots), axis=-1)))
+        rec = self._recurrence(h_rec, w)
 
-        n_fused = len(self.fused_rec) * u
-        if n_fused == w["recurrent_kernel"].shape[1]:
-            R_fused, R_rest = w["recurrent_kernel"], None
-        else:
-            R_fused, R_rest = ops.split(w["recurrent_kernel"], [n_fused], axis=1)
-        rec = {}
-        if self.fused_rec:
-            fused = ops.matmul(h_rec, R_fused)
-            _, recurrent_bias = self._biases(w["bias"])
-            if recurrent_bias is not None:
-                fused = fused + recurrent_bias
-            rec.update(zip(self.fused_rec, ops.split(fused, len(self.fused_rec), axis=-1)))
-        rest = self.dense_rec[len(self.fused_rec) :]
-        R = dict(zip(rest, ops.split(R_rest, len(rest), axis=1))) if rest else {}
-        if v.update_gate is not None and v.update_gate.recurrent == TANH:
-            rec["z"] = ops.matmul(ops.tanh(h_rec), R["z"])
-        if "r" in R:
-            rec["r"] = ops.matmul(h_rec, R["r"])
+        z = self._gate(plus(x.get("z"), self._z_term(h_rec, *rec)))
+        r = self._gate(plus(x.get("r"), self._r_term(h_rec, *rec)))
+        h_cand = self.candidate_activation(x["h"] + self._h_term(h_rec, r, *rec))
+        h = self._mix(z, h_prev, h_cand)
 
-        z = self.gate_activation(x["z"] + rec["z"] if "z" in rec else x["z"]) if "z" in x else None
-        r = self.gate_activation(x["r"] + rec["r"]) if "r" in x else None
-        if v.reset_after:
-            h_cand = self.candidate_activation(x["h"] + (rec["h"] if r is None else r * rec["h"]))
-        else:
-            h_cand = self.candidate_activation(x["h"] + ops.matmul(h_rec if r is None else r * h_rec, R["h"]))
-        if z is None:
-            h = h_cand
-        elif v.update_keeps_state:
-            h = z * h_prev + (1.0 - z) * h_cand
-        else:
-            h = z * h_cand + (1.0 - z) * h_prev
         new_states = [h] if isinstance(states, (list, tuple)) else h  # as keras.layers.GRUCell
         return h, new_states, {"z": z, "r": r, "h": h_cand}
 

@@ -4,8 +4,8 @@ Measured on the 2-core CPU (experiments.benchmark, copy shape): hoisting the inp
 W x + b out of the time loop made training *slower* (0.65x the built-in, against 0.95x for the
 plain per-step cell), because the loop then carries a (T, B, 4·units) tensor and its gradient
 instead of (T, B, features). So the layers run the cell step by step, as Keras does; on the
-TensorFlow backend, in their own `tf.while_loop` (lstm_keras/tf_engine.py) wherever it applies,
-and, for every LSTM variant but FGR and Keras's GRU, in one C++ op for the whole sequence
+TensorFlow backend, in their own `tf.while_loop` (the tf_while engine, lstm_keras/tf_while_engine.py)
+wherever it applies, and, for every LSTM variant but FGR and Keras's GRU, in one C++ op for the whole sequence
 (lstm_keras/fused_engine.py), where the input projection is hoisted for free because nothing is
 carried through a TF loop.
 """
@@ -21,7 +21,7 @@ from lstm_keras.lstm_cell import LSTMCell
 # Arguments that belong to the layer itself; everything else configures the cell.
 _LAYER_KWARGS = {"name", "dtype", "trainable", "autocast", "input_shape", "batch_size", "input_dim"}
 ENGINES = ("auto", "keras", "tf_while", "fused")
-# Cell steps written out per iteration of the lean engine's loop (measured: experiments.benchmark).
+# Cell steps written out per iteration of the tf_while engine's loop (measured: experiments.benchmark).
 STEPS_PER_ITERATION = 4
 
 
@@ -86,15 +86,15 @@ class _GatedRNN(keras.layers.RNN):
     def variant(self) -> str:
         return self.cell.variant.name
 
-    def lean_engine_reason(self, mask=None, training=False) -> str | None:
-        """Why this call runs on `keras.layers.RNN` rather than the lean engine (None: it doesn't)."""
+    def tf_while_engine_reason(self, mask=None, training=False) -> str | None:
+        """Why this call runs on `keras.layers.RNN` rather than the tf_while engine (None: it doesn't)."""
         if self.engine == "keras":
             return "engine='keras'"
         if keras.backend.backend() != "tensorflow":
             return f"the {keras.backend.backend()} backend"
-        from lstm_keras import tf_engine
+        from lstm_keras import tf_while_engine
 
-        return tf_engine.unsupported_reason(self, mask, training)
+        return tf_while_engine.unsupported_reason(self, mask, training)
 
     def fused_engine_reason(self, mask=None, training=False) -> str | None:
         """Why this call does not run on the fused C++ kernel (None: it does)."""
@@ -110,7 +110,7 @@ class _GatedRNN(keras.layers.RNN):
         """The engine this call runs on: "fused", "tf_while" or "keras" (`keras.layers.RNN`)."""
         if self.fused_engine_reason(mask, training) is None:
             return "fused"
-        return "tf_while" if self.lean_engine_reason(mask, training) is None else "keras"
+        return "tf_while" if self.tf_while_engine_reason(mask, training) is None else "keras"
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         reason = self.fused_engine_reason(mask, training)
@@ -123,9 +123,9 @@ class _GatedRNN(keras.layers.RNN):
 
             return fused_engine.run(self, sequences, initial_state)
         if engine == "tf_while":
-            from lstm_keras import tf_engine
+            from lstm_keras import tf_while_engine
 
-            return tf_engine.run(self, sequences, initial_state, training, STEPS_PER_ITERATION)
+            return tf_while_engine.run(self, sequences, initial_state, training, STEPS_PER_ITERATION)
         return super().call(sequences, mask=mask, training=training, initial_state=initial_state)
 
     def get_config(self):
@@ -158,7 +158,7 @@ class LSTM(_GatedRNN):
         engine: `"auto"` (default) and `"fused"`: on the TensorFlow backend and a CPU, the fused
             C++ kernel (every variant but FGR, σ gates, φ/ψ among tanh, linear, relu, sigmoid
             and the 1997 sigmoids; no mask, not stateful, no unroll, no dropout in training,
-            float32); else the lean `tf.while_loop` engine where it applies (any variant, same
+            float32); else the tf_while engine (one `tf.while_loop`) where it applies (any variant, same
             conditions); else `keras.layers.RNN`.
             `"tf_while"`: never the fused kernel. `"keras"`: always `keras.layers.RNN`.
             Outputs and gradients do not depend on it (tested to 1e-5); `engine_used()` says
@@ -194,7 +194,7 @@ class GRU(_GatedRNN):
         use_cudnn: `"auto"` or `False`, accepted for compatibility with `keras.layers.GRU`.
         engine: `"auto"` (default) and `"fused"`: on the TensorFlow backend and a CPU, the fused
             C++ kernel for `variant="keras"` with σ gates and tanh (no mask, not stateful, no
-            unroll, no dropout in training, float32); else the lean `tf.while_loop` engine
+            unroll, no dropout in training, float32); else the tf_while engine (one `tf.while_loop`)
             where it applies (any variant, same conditions); else `keras.layers.RNN`.
             `"tf_while"`: never the fused kernel. `"keras"`: always `keras.layers.RNN`.
             Outputs and gradients do not depend on it (tested to 1e-5); `engine_used()` says

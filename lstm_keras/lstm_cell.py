@@ -5,10 +5,11 @@ from __future__ import annotations
 import keras
 from keras import initializers, ops
 
+from lstm_keras.activation_names import SIGMOID
 from lstm_keras.activations import ActivationLike, either, get_activation, serialize_activation
 from lstm_keras.base_cell import GatedCell, times
 from lstm_keras.forget_bias import CHRONO, ForgetBias, forget_bias_values, validate_forget_bias
-from lstm_keras.variants import COUPLED, LEARNED, LSTM_VARIANTS, LSTMVariant, lookup
+from lstm_keras.variants import COUPLED, LEARNED, LSTM_DEFAULT_FORGET_BIAS, LSTM_VARIANTS, LSTMVariant, lookup
 
 
 def resolve_activations(
@@ -103,7 +104,7 @@ class LSTMCell(GatedCell):
         units: int,
         *,
         variant: str = "keras",
-        forget_bias: ForgetBias = 1.0,
+        forget_bias: ForgetBias = LSTM_DEFAULT_FORGET_BIAS,
         chrono_tmax: float | None = None,
         candidate_activation: ActivationLike = None,
         output_activation: ActivationLike = None,
@@ -119,14 +120,17 @@ class LSTMCell(GatedCell):
         super().__init__(units, **kwargs)
         self.variant = lookup(LSTM_VARIANTS, variant, "LSTM")
         if unit_forget_bias is False:
-            if forget_bias not in (1.0, None):
+            if forget_bias not in (LSTM_DEFAULT_FORGET_BIAS, None):
                 raise ValueError(
                     f"unit_forget_bias=False contradicts forget_bias={forget_bias!r}; "
                     "pass only forget_bias (None for no forget-bias initialisation)."
                 )
             forget_bias = None
         self.forget_bias = validate_forget_bias(
-            forget_bias, chrono_tmax, has_forget_gate=self.variant.has_forget_gate, default=1.0
+            forget_bias,
+            chrono_tmax,
+            has_forget_gate=self.variant.has_forget_gate,
+            default=LSTM_DEFAULT_FORGET_BIAS,
         )
         self.chrono_tmax = chrono_tmax
         acts = resolve_activations(
@@ -138,7 +142,7 @@ class LSTMCell(GatedCell):
         self.candidate_activation = acts["candidate_activation"]
         self.output_activation = acts["output_activation"]
         gate = either("gate_activation", gate_activation, "recurrent_activation", recurrent_activation)
-        self.gate_activation = get_activation(gate or "sigmoid", argument="gate_activation")
+        self.gate_activation = get_activation(gate or SIGMOID, argument="gate_activation")
         self.peephole_initializer = initializers.get(peephole_initializer)
         self.gate_recurrent_initializer = initializers.get(gate_recurrent_initializer)
         self.learned_gates = tuple(g for g, mode in self.variant.gates.items() if mode == LEARNED)
@@ -190,7 +194,7 @@ class LSTMCell(GatedCell):
         return z if w["bias"] is None else z + w["bias"]
 
     def step_weights(self) -> dict:
-        """The weights `project_inputs` and `recurrent_step` read (the lean engine passes them read once)."""
+        """The weights `project_inputs` and `recurrent_step` read (tf_while passes them read once)."""
         return {
             "kernel": self.kernel,
             "bias": self.bias,

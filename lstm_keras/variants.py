@@ -15,11 +15,20 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
+from lstm_keras import activation_names as act
+
 # How a gate is present in the cell.
 LEARNED = "learned"  # σ(W x + R h + b): owns weights
 OPEN = "open"  # fixed to 1: owns nothing, costs nothing
 COUPLED = "coupled"  # forget gate only: f = 1 − i (CIFG)
 GateMode = Literal["learned", "open", "coupled"]
+# A mode's code in the fused kernel is its position here (kernels/fused_rnn.cc's `enum class Gate`).
+GATE_MODES = (LEARNED, OPEN, COUPLED)
+
+# The forget (LSTM) or update (GRU) gate's bias when `forget_bias` is not given: Keras's defaults
+# (unit_forget_bias=True for the LSTM, nothing for the GRU).
+LSTM_DEFAULT_FORGET_BIAS = 1.0
+GRU_DEFAULT_FORGET_BIAS = None
 
 
 @dataclass(frozen=True)
@@ -31,8 +40,8 @@ class LSTMVariant:
     output_gate: GateMode = LEARNED
     peepholes: bool = False  # i, f see c_{t-1}; o sees c_t (diagonal weights)
     gate_recurrence: bool = False  # FGR: i, f, o also see i, f, o of t−1
-    candidate_activation: str = "tanh"
-    output_activation: str = "tanh"
+    candidate_activation: str = act.TANH
+    output_activation: str = act.TANH
     # Activations that *are* the variant (NIAF's linear candidate): overriding them is a
     # contradiction, not a configuration.
     defining_activations: frozenset[str] = frozenset()
@@ -75,13 +84,13 @@ LSTM_VARIANTS: dict[str, LSTMVariant] = {
         _ablate(
             "NIAF",
             "no input activation function (linear candidate)",
-            candidate_activation="linear",
+            candidate_activation=act.LINEAR,
             defining_activations=frozenset({"candidate_activation"}),
         ),
         _ablate(
             "NOAF",
             "no output activation function (h = o * c)",
-            output_activation="linear",
+            output_activation=act.LINEAR,
             defining_activations=frozenset({"output_activation"}),
         ),
         _ablate("NP", "no peepholes", peepholes=False),
@@ -91,8 +100,8 @@ LSTM_VARIANTS: dict[str, LSTMVariant] = {
             "lstm1997",
             "Hochreiter & Schmidhuber 1997: no forget gate, g = 4σ-2, h = 2σ-1",
             forget_gate=OPEN,
-            candidate_activation="4sigmoid-2",
-            output_activation="2sigmoid-1",
+            candidate_activation=act.SIGMOID_4M2,
+            output_activation=act.SIGMOID_2M1,
         ),
     ]
 }
@@ -126,6 +135,7 @@ class GRUVariant:
     # Keras writes h = z ⊙ h_{t-1} + (1 − z) ⊙ h̃ (z keeps); Jozefowicz et al. write
     # h = z ⊙ h̃ + (1 − z) ⊙ h_{t-1} (z writes). Kept per variant so each reads like its paper.
     update_keeps_state: bool = True
+    candidate_activation: str = act.TANH
 
     @property
     def gates(self) -> dict[str, GRUGate | None]:
@@ -135,6 +145,11 @@ class GRUVariant:
     def slots(self) -> tuple[str, ...]:
         """Pre-activations that exist, in Keras's column order (z, r, h)."""
         return tuple(s for s in "zrh" if s == "h" or self.gates[s] is not None)
+
+    @property
+    def has_forget_gate(self) -> bool:
+        """The update gate is the GRU's forget gate (`forget_bias` sets its bias)."""
+        return self.update_gate is not None
 
     def input_term(self, slot: str) -> str:
         return self.candidate_input if slot == "h" else self.gates[slot].input
@@ -178,6 +193,10 @@ GRU_VARIANTS: dict[str, GRUVariant] = {
         ),
     ]
 }
+
+
+# Every variant by cell kind, as the sequence layers and a run's `cell` parameter name them.
+VARIANTS: dict[str, dict] = {"lstm": LSTM_VARIANTS, "gru": GRU_VARIANTS}
 
 
 def lookup(registry: dict, variant: str, kind: str):

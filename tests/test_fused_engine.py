@@ -100,16 +100,30 @@ def test_every_lstm_variant_but_fgr_equals_the_keras_rnn_path(variant, rng):
         _assert_same(_outputs_and_grads(plain, x), _outputs_and_grads(fused, x))
 
 
-@pytest.mark.parametrize(
-    ("candidate", "output"),
-    [
-        ("relu", "tanh"),
-        ("tanh", "relu"),
-        ("linear", "linear"),
-        ("sigmoid", "4sigmoid-2"),
-        ("2sigmoid-1", "relu"),
-    ],
-)
+SWAPPED = [
+    ("relu", "tanh"),
+    ("tanh", "relu"),
+    ("linear", "linear"),
+    ("sigmoid", "4sigmoid-2"),
+    ("2sigmoid-1", "relu"),
+]
+
+
+def test_every_activation_the_kernel_has_is_checked_against_the_keras_rnn_path():
+    """The kernel knows an activation by its position in KERNEL_ACTIVATIONS (its `enum class
+    Act` follows that order): each one is computed below beside Keras, so a wrong order fails."""
+    assert {name for pair in SWAPPED for name in pair} == set(fused_engine.KERNEL_ACTIVATIONS)
+
+
+def test_an_unknown_activation_code_is_refused_by_the_kernel():
+    k = fused_engine.kernel()
+    xp, r, p, h0 = tf.zeros([1, 2, 4 * U]), tf.zeros([U, 4 * U]), tf.zeros([3, U]), tf.zeros([1, U])
+    codes = dict(input_gate=0, forget_gate=0, output_gate=0, peepholes=False, output_activation=0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="candidate_activation: unknown code 99"):
+        k.op("LstmSequence")(xp, r, p, h0, h0, candidate_activation=99, **codes)
+
+
+@pytest.mark.parametrize(("candidate", "output"), SWAPPED)
 @pytest.mark.parametrize("variant", ["keras", "vanilla", "CIFG"])
 def test_swapped_activations_equal_the_keras_rnn_path(variant, candidate, output, rng):
     kwargs = {"variant": variant, "candidate_activation": candidate, "output_activation": output}
@@ -228,7 +242,7 @@ def test_fit_lowers_the_loss_and_a_saved_model_reloads_on_the_fused_kernel(rng, 
 
 @pytest.mark.slow  # a training, a compiler or a fresh TensorFlow in a subprocess
 def test_without_a_compiler_the_layers_fall_back_and_say_why(tmp_path):
-    """A fresh kernel cache and no compiler: the layer runs on the lean engine, naming the cause."""
+    """A fresh kernel cache and no compiler: the layer runs on the tf_while engine, naming the cause."""
     script = (
         "import numpy as np, lstm_keras as lk\n"
         "layer = lk.LSTM(3)\n"

@@ -167,16 +167,16 @@ from lstm_keras import fused_engine
 rng = np.random.default_rng(0)
 B, T, F, U = 67, 23, 5, 7  # an odd batch, several chunks over the intra-op threads
 for cls in (lk.LSTM, lk.GRU):
-    fused, lean = (cls(U, return_sequences=True, engine=e) for e in ("fused", "tf_while"))
-    for layer in (fused, lean):
+    fused, tf_while = (cls(U, return_sequences=True, engine=e) for e in ("fused", "tf_while"))
+    for layer in (fused, tf_while):
         layer.build((B, T, F))
     weights = [rng.normal(0, 0.5, w.shape).astype("float32") for w in fused.get_weights()]
-    for layer in (fused, lean):
+    for layer in (fused, tf_while):
         layer.set_weights(weights)
-    assert fused.engine_used() == "fused" and lean.engine_used() == "tf_while"
+    assert fused.engine_used() == "fused" and tf_while.engine_used() == "tf_while"
     x = tf.constant(rng.normal(size=(B, T, F)).astype("float32"))
     results = []
-    for layer in (fused, lean):
+    for layer in (fused, tf_while):
         with tf.GradientTape() as tape:
             tape.watch(x)
             loss = tf.reduce_sum(tf.sin(3.0 * layer(x)))

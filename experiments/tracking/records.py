@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from experiments.training.config import AUTO, RunConfig, variant_specs
+from experiments.training.config import AUTO, RunConfig
+from lstm_keras.variants import GRU_DEFAULT_FORGET_BIAS, LSTM_DEFAULT_FORGET_BIAS, VARIANTS
 
 if TYPE_CHECKING:
     from experiments.tracking.offline import Recorder
@@ -28,26 +29,25 @@ PACKAGES = (
 
 def resolved_forget_bias(config: RunConfig) -> str:
     """The forget bias the cell actually gets, as text (auto → the cell's default)."""
-    if config.cell == "rnn" or not has_forget_gate(config):
+    if not has_forget_gate(config):
         return "n/a"
     if config.forget_bias != AUTO:
         return config.forget_bias
-    return "1" if config.cell == "lstm" else "none"
+    default = LSTM_DEFAULT_FORGET_BIAS if config.cell == "lstm" else GRU_DEFAULT_FORGET_BIAS
+    return "none" if default is None else f"{default:g}"
 
 
 def has_forget_gate(config: RunConfig) -> bool:
-    specs = variant_specs()
-    if config.cell == "lstm":
-        return specs.LSTM_VARIANTS[config.variant].has_forget_gate
-    return config.cell == "gru" and specs.GRU_VARIANTS[config.variant].update_gate is not None
+    """A forget (LSTM) or update (GRU) gate; SimpleRNN (cell rnn) has neither."""
+    return config.cell in VARIANTS and VARIANTS[config.cell][config.variant].has_forget_gate
 
 
 def resolved_candidate_activation(config: RunConfig) -> str:
     if config.candidate_activation != AUTO:
         return config.candidate_activation
-    if config.cell == "lstm":
-        return variant_specs().LSTM_VARIANTS[config.variant].candidate_activation
-    return "tanh"
+    if config.cell in VARIANTS:
+        return VARIANTS[config.cell][config.variant].candidate_activation
+    return "tanh"  # keras.layers.SimpleRNN's default activation
 
 
 def engine_tags(layer, mode: str = "training") -> dict[str, str]:

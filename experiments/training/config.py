@@ -9,15 +9,12 @@ This module imports no Keras: a bad value fails in well under a second, before a
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
-import sys
 from dataclasses import asdict, dataclass, fields
-from functools import cache
-from pathlib import Path
 from types import ModuleType
 
 from experiments.training import corpora
+from lstm_keras import activation_names, variants  # variants as data: no Keras, no TensorFlow
 
 TASKS = ("copy", "adding", "char_lm", "sentiment")
 CELLS = ("lstm", "gru", "rnn")  # rnn: Keras's SimpleRNN, the ungated baseline
@@ -25,11 +22,9 @@ OPTIMIZERS = ("adam", "adamw", "nadam", "rmsprop", "sgd")
 # lstm_keras.layers.ENGINES (tested equal): the lstm/gru layers' loop. A SimpleRNN (cell rnn)
 # always runs keras.layers.RNN's, so a spec may set engine for all its cells.
 ENGINES = ("auto", "keras", "tf_while", "fused")
-# keras.activations names plus lstm_keras's aliases (tests/test_config.py keeps this in step
-# with lstm_keras.activations.valid_activation_names()).
-ACTIVATIONS = [
-    "2sigmoid-1",
-    "4sigmoid-2",
+# keras.activations names, which only Keras can list (tests/test_config.py keeps ACTIVATIONS in
+# step with lstm_keras.activations.valid_activation_names()).
+KERAS_ACTIVATIONS = [
     "celu",
     "elu",
     "exponential",
@@ -40,7 +35,6 @@ ACTIVATIONS = [
     "hard_silu",
     "hard_swish",
     "hard_tanh",
-    "identity",
     "leaky_relu",
     "linear",
     "log_sigmoid",
@@ -50,8 +44,6 @@ ACTIVATIONS = [
     "relu6",
     "selu",
     "sigmoid",
-    "sigmoid_2m1",
-    "sigmoid_4m2",
     "silu",
     "soft_shrink",
     "softmax",
@@ -66,6 +58,7 @@ ACTIVATIONS = [
     "tanh_shrink",
     "threshold",
 ]
+ACTIVATIONS = sorted({*KERAS_ACTIVATIONS, *activation_names.OWN, *activation_names.ALIASES})
 AUTO = "auto"
 
 
@@ -73,21 +66,13 @@ class ConfigError(ValueError):
     """A parameter value the run cannot use; the message names it and the valid choices."""
 
 
-@cache
 def variant_specs() -> ModuleType:
-    """`lstm_keras/variants.py`, loaded on its own: the package's __init__ imports Keras."""
-    package = importlib.util.find_spec("lstm_keras")
-    path = Path(package.submodule_search_locations[0]) / "variants.py"
-    spec = importlib.util.spec_from_file_location("_lstm_keras_variant_specs", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while building
-    spec.loader.exec_module(module)
-    return module
+    """`lstm_keras.variants` (kept for experiments/report/claims.py, which still calls it)."""
+    return variants
 
 
 def variant_names(cell: str) -> tuple[str, ...]:
-    specs = variant_specs()
-    return {"lstm": tuple(specs.LSTM_VARIANTS), "gru": tuple(specs.GRU_VARIANTS), "rnn": ("keras",)}[cell]
+    return tuple(variants.VARIANTS[cell]) if cell in variants.VARIANTS else ("keras",)
 
 
 def _bool(text: str) -> bool:
@@ -240,25 +225,20 @@ def _validate_gates(c: RunConfig) -> None:
                     "state. Valid choices: auto."
                 )
         return
-    specs = variant_specs()
+    variant = variants.VARIANTS[c.cell][c.variant]
     if c.cell == "lstm":
-        variant = specs.LSTM_VARIANTS[c.variant]
-        has_forget = variant.has_forget_gate
         for name in variant.defining_activations:
             if getattr(c, name) not in (AUTO, getattr(variant, name)):
                 raise ConfigError(
                     f"variant={c.variant!r} ({variant.description}) fixes {name}="
                     f"{getattr(variant, name)!r}; got {name}={getattr(c, name)!r}. Valid choices: auto."
                 )
-    else:
-        variant = specs.GRU_VARIANTS[c.variant]
-        has_forget = variant.update_gate is not None
-        if c.output_activation != AUTO:
-            raise ConfigError(
-                f"Invalid output_activation={c.output_activation!r}: cell='gru' does not squash its "
-                "output. Valid choices: auto."
-            )
-    if not has_forget and fb not in (AUTO, "none"):
+    elif c.output_activation != AUTO:
+        raise ConfigError(
+            f"Invalid output_activation={c.output_activation!r}: cell='gru' does not squash its "
+            "output. Valid choices: auto."
+        )
+    if not variant.has_forget_gate and fb not in (AUTO, "none"):
         raise ConfigError(
             f"forget_bias={fb!r} given, but {c.cell} variant={c.variant!r} has no forget/update gate; "
             "Valid choices: auto or none."

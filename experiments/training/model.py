@@ -5,8 +5,9 @@ from __future__ import annotations
 import keras
 
 import lstm_keras as lk
-from experiments.training.config import AUTO, RunConfig, variant_specs
+from experiments.training.config import AUTO, RunConfig
 from experiments.training.tasks.base import Task
+from lstm_keras.variants import GRU_VARIANTS
 
 RECURRENT = "recurrent"  # the probed layer's name
 
@@ -34,8 +35,8 @@ def cell_kwargs(config: RunConfig, task: Task) -> dict:
 
 
 def needs_input_width_units(config: RunConfig) -> bool:
-    """GRU variants that add the input elementwise (MUT1, MUT2) need features == units."""
-    return config.cell == "gru" and variant_specs().GRU_VARIANTS[config.variant].adds_input_elementwise
+    """GRU variants that add the input elementwise need features == units."""
+    return config.cell == "gru" and GRU_VARIANTS[config.variant].adds_input_elementwise
 
 
 def build_model(config: RunConfig, task: Task) -> keras.Model:

@@ -12,8 +12,6 @@
 // Build: python -m lstm_keras.fused_engine build (g++ and TensorFlow's headers).
 #include <cmath>
 #include <algorithm>
-#include <string>
-#include <utility>
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -72,18 +70,21 @@ static Status SequenceShape(shape_inference::InferenceContext* ctx, int state_in
 //   f = σ(z_f + p_f ⊙ c_{t-1})                 (1 if removed, 1 − i if coupled)
 //   g = φ(z_c);  c = f ⊙ c_{t-1} + i ⊙ g
 //   o = σ(z_o + p_o ⊙ c);  h = o ⊙ ψ(c)         (1 if the output gate is removed)
-// The variant arrives as attributes (gate modes, peepholes, φ and ψ), interpreted once per op.
+// The variant arrives as attributes (gate modes, peepholes, φ and ψ), interpreted once per op,
+// as codes, not names: an activation's code is its position in
+// lstm_keras.activation_names.KERNEL_ACTIVATIONS, a gate mode's in lstm_keras.variants.GATE_MODES.
+enum class Act { kTanh, kLinear, kRelu, kSigmoid, kSigmoid2m1, kSigmoid4m2, kCount };
+enum class Gate { kLearned, kOpen, kCoupled, kCount };
 
-enum class Act { kTanh, kLinear, kRelu, kSigmoid, kSigmoid2m1, kSigmoid4m2 };
-
-static Status ParseAct(const std::string& name, Act* act) {
-  static const std::pair<const char*, Act> kActs[] = {
-      {"tanh", Act::kTanh},       {"linear", Act::kLinear},          {"relu", Act::kRelu},
-      {"sigmoid", Act::kSigmoid}, {"2sigmoid-1", Act::kSigmoid2m1}, {"4sigmoid-2", Act::kSigmoid4m2}};
-  for (const auto& [n, a] : kActs) {
-    if (name == n) { *act = a; return OkStatus(); }
+template <typename Enum>
+static Status GetCode(OpKernelConstruction* ctx, const char* attr, Enum* value) {
+  int code;
+  TF_RETURN_IF_ERROR(ctx->GetAttr(attr, &code));
+  if (code < 0 || code >= static_cast<int>(Enum::kCount)) {
+    return errors::InvalidArgument(attr, ": unknown code ", code);
   }
-  return errors::InvalidArgument("unsupported activation '", name, "'");
+  *value = static_cast<Enum>(code);
+  return OkStatus();
 }
 
 // y = act(x) in one pass (x and y may be the same block).
@@ -96,6 +97,7 @@ static void Activate(Act act, const X& x, Y&& y) {
     case Act::kSigmoid: y = x.logistic(); break;
     case Act::kSigmoid2m1: y = 2.f * x.logistic() - 1.f; break;  // the 1997 LSTM's h
     case Act::kSigmoid4m2: y = 4.f * x.logistic() - 2.f; break;  // the 1997 LSTM's g
+    case Act::kCount: break;  // refused by GetCode
   }
 }
 
@@ -109,10 +111,9 @@ static void Derivative(Act act, const Y& y, Arr& dy) {
     case Act::kSigmoid: dy = y * (1.f - y); break;
     case Act::kSigmoid2m1: dy = 0.5f * (1.f + y) * (1.f - y); break;
     case Act::kSigmoid4m2: dy = 0.25f * (2.f + y) * (2.f - y); break;
+    case Act::kCount: break;
   }
 }
-
-enum class Gate { kLearned, kOpen, kCoupled };
 
 struct LstmSpec {
   Gate in, forget, out;
@@ -121,19 +122,12 @@ struct LstmSpec {
   int slot_i = -1, slot_f = -1, slot_c = -1, slot_o = -1, slots = 0;  // column blocks of z
 
   Status Parse(OpKernelConstruction* ctx) {
-    std::string i, f, o, g, h;
-    TF_RETURN_IF_ERROR(ctx->GetAttr("input_gate", &i));
-    TF_RETURN_IF_ERROR(ctx->GetAttr("forget_gate", &f));
-    TF_RETURN_IF_ERROR(ctx->GetAttr("output_gate", &o));
+    TF_RETURN_IF_ERROR(GetCode(ctx, "input_gate", &in));
+    TF_RETURN_IF_ERROR(GetCode(ctx, "forget_gate", &forget));
+    TF_RETURN_IF_ERROR(GetCode(ctx, "output_gate", &out));
     TF_RETURN_IF_ERROR(ctx->GetAttr("peepholes", &peepholes));
-    TF_RETURN_IF_ERROR(ctx->GetAttr("candidate_activation", &g));
-    TF_RETURN_IF_ERROR(ctx->GetAttr("output_activation", &h));
-    TF_RETURN_IF_ERROR(ParseAct(g, &candidate));
-    TF_RETURN_IF_ERROR(ParseAct(h, &output));
-    auto mode = [](const std::string& m) {
-      return m == "learned" ? Gate::kLearned : m == "coupled" ? Gate::kCoupled : Gate::kOpen;
-    };
-    in = mode(i); forget = mode(f); out = mode(o);
+    TF_RETURN_IF_ERROR(GetCode(ctx, "candidate_activation", &candidate));
+    TF_RETURN_IF_ERROR(GetCode(ctx, "output_activation", &output));
     // Keras's column order i, f, c, o, keeping only the slots that own weights.
     if (in == Gate::kLearned) slot_i = slots++;
     if (forget == Gate::kLearned) slot_f = slots++;
@@ -143,13 +137,13 @@ struct LstmSpec {
   }
 };
 
-#define LSTM_ATTRS                                                       \
-  Attr("input_gate: {'learned', 'open'}")                                \
-      .Attr("forget_gate: {'learned', 'open', 'coupled'}")               \
-      .Attr("output_gate: {'learned', 'open'}")                          \
-      .Attr("peepholes: bool")                                           \
-      .Attr("candidate_activation: string")                              \
-      .Attr("output_activation: string")
+#define LSTM_ATTRS                     \
+  Attr("input_gate: int")                \
+      .Attr("forget_gate: int")          \
+      .Attr("output_gate: int")          \
+      .Attr("peepholes: bool")           \
+      .Attr("candidate_activation: int") \
+      .Attr("output_activation: int")
 
 REGISTER_OP("LstmSequence" OP_SUFFIX)
     .Input("xp: float")    // [B, T, S·H]: W x + b for the S slots that own weights

@@ -1,4 +1,4 @@
-"""The lean TensorFlow engine: one `tf.while_loop` over the cell's own `recurrent_step`.
+"""The tf_while engine: one `tf.while_loop` over the cell's own `recurrent_step`.
 
 `keras.layers.RNN` runs a general loop (nested states, masks, constants, per-step Layer calls
 that re-read every variable). For the common case — no mask, not stateful, no dropout in
@@ -19,7 +19,7 @@ from keras import ops, tree
 
 
 def unsupported_reason(layer, mask, training) -> str | None:
-    """Why the lean engine cannot run this call (None: it can)."""
+    """Why the tf_while engine cannot run this call (None: it can)."""
     if mask is not None:
         return "a mask"
     if layer.stateful:
