@@ -72,9 +72,10 @@ def run_trial(
     from experiments.training.config import from_strings
 
     config = from_strings(trial.params)
+    name = run_name(config, trial.varying)
     run_id = client.create_run(
         experiment_id,
-        run_name=run_name(config, trial.varying),
+        run_name=name,
         tags={**tags, "mlflow.parentRunId": parent_id, **leases.holder_tags(driver)},
     ).info.run_id
     # Earlier attempts that died (killed sweep, lost node) are deleted; a concurrent sweep's is not.
@@ -84,7 +85,7 @@ def run_trial(
         return {"status": SKIPPED, "reason": taken, "retried": 0}
     if stale:
         tags["retried_from"] = ",".join(stale)
-    return {**_train_trial(client, trial, config, run_id, tags), "retried": len(stale)}
+    return {**_train_trial(client, trial, config, run_id, name, tags), "retried": len(stale)}
 
 
 def _limit_threads(threads: int) -> None:
@@ -113,12 +114,11 @@ def _child_tags(trial: Trial, study: str) -> dict[str, str]:
     return tags
 
 
-def _train_trial(client, trial: Trial, config, run_id: str, tags: dict[str, str]) -> dict:
+def _train_trial(client, trial: Trial, config, run_id: str, name: str, tags: dict[str, str]) -> dict:
     """Train the leased trial in its run, renewing the lease: its outcome, FINISHED or FAILED."""
     import mlflow
 
     from experiments.run import train_and_log
-    from experiments.tracking.records import run_name
 
     try:
         with leases.heartbeat(client, run_id):
@@ -127,7 +127,7 @@ def _train_trial(client, trial: Trial, config, run_id: str, tags: dict[str, str]
                 trial.params,
                 tags,
                 run_id=run_id,
-                name=run_name(config, trial.varying),
+                name=name,
                 logged_params=trial.logged,
             )
         return {
