@@ -118,9 +118,6 @@ def train_and_log(
     import mlflow
 
     from experiments.tracking import records as tracking
-    from experiments.training import plots
-    from experiments.training.tasks import make_task
-    from experiments.training.trainer import Trainer, summary
 
     wall_start = time.perf_counter()
     name = name or tracking.run_name(config)  # a sweep's trial names what differs from its siblings
@@ -134,81 +131,8 @@ def train_and_log(
         recorder = offline.Recorder(run.info.run_id, mlflow.get_tracking_uri(), run.info.experiment_id)
         try:
             recorder.set_tags({"mlflow.runName": name})
-            # Under `mlflow run` the launcher has logged the MLproject's params (shell-quoted);
-            # log only what is missing so a value is never "changed".
-            logged = mlflow.get_run(run.info.run_id).data.params
-            params = {**config.as_params(), **raw}
-            if logged_params is not None:
-                params = {k: v for k, v in params.items() if k in logged_params}
-            recorder.log_params({k: v for k, v in params.items() if k not in logged})
-            task = make_task(config)
-            recorder.set_tags(
-                {**tracking.run_tags(config, task.data_checksum, task.info), **(extra_tags or {})}
-            )
-            print(f"run {run.info.run_id}  {name}  (baseline {task.baseline_loss:.4f})", flush=True)
-            trainer = Trainer(config, task)
-            show = _progress(config, task.metric_name, task.baseline_loss, time.perf_counter())
-
-            def on_eval(record: dict) -> None:
-                recorder.log_metrics({k: v for k, v in record.items() if k != "step"}, step=record["step"])
-                if record["step"] == 0:  # the first evaluation traced the layer: its engine is known
-                    line = tracking.engine_fallback_line(trainer.layer)
-                    if line:
-                        print(line, flush=True)
-                show(record)
-
-            with _interrupt_flag() as interrupted:
-                outcome = trainer.run(on_eval, interrupted)
-            results = summary(outcome, config, task)
-            recorder.set_tags(tracking.engine_tags(trainer.layer))
-            results["wall_time_s"] = time.perf_counter() - wall_start
-            recorder.log_metrics(results)
-            tracking.log_json(
-                recorder,
-                {
-                    "params": config.as_params(),
-                    "resolved": {
-                        "forget_bias": tracking.resolved_forget_bias(config),
-                        "candidate_activation": tracking.resolved_candidate_activation(config),
-                        "target": task.target,
-                        "input_length": task.seq_len,
-                        "data_checksum": task.data_checksum,
-                        **task.info,
-                    },
-                    "model": trainer.model.to_json(),
-                },
-                "config.json",
-            )
-            tracking.log_json(recorder, {"evaluations": outcome.evaluations}, "evaluations.json")
-            tracking.log_figure(
-                recorder, plots.learning_curves(outcome.evaluations, task, name), "learning_curves.png"
-            )
-            tracking.log_figure(
-                recorder, plots.gradient_flow(outcome.flow_start, outcome.flow_end, name), "gradient_flow.png"
-            )
-            if outcome.gate_values:
-                tracking.log_figure(
-                    recorder, plots.gate_histograms(outcome.gate_values, name), "gate_histograms.png"
-                )
-            model_logged = False
-            if config.log_model and not outcome.diverged:
-                import mlflow.keras
-                from mlflow.models import infer_signature
-
-                example = task.valid[0][:2]
-                # Offline, the Keras file is kept instead (replayed as a plain artifact).
-                model_logged = recorder.call(
-                    lambda: mlflow.keras.log_model(
-                        trainer.model,
-                        name="model",
-                        signature=infer_signature(example, trainer.predict(example)),
-                        pip_requirements=[
-                            f"{k}=={v}" for k, v in tracking.package_versions().items() if k != "lstm-keras"
-                        ],
-                    ),
-                    ("model.keras", trainer.model.save),
-                )
-            recorder.set_tags({"model_logged": str(model_logged).lower()})
+            _log_params(recorder, config, raw, logged_params)
+            outcome, results = _train(recorder, config, name, extra_tags, wall_start)
             recorder.end("FINISHED")
         except KeyboardInterrupt:
             recorder.end("KILLED")  # interrupted on purpose: not FAILED, never left RUNNING
@@ -220,6 +144,118 @@ def train_and_log(
             recorder.set_tags({"error": f"{type(error).__name__}: {error}"[:5000]})
             recorder.end("FAILED")
             raise
+    _print_verdict(outcome, results)
+    lost = recorder.lost()
+    if lost is not None:
+        raise lost
+    return {"run_id": run.info.run_id, **results}
+
+
+def _log_params(
+    recorder: offline.Recorder, config: RunConfig, raw: dict[str, str], logged_params: tuple[str, ...] | None
+) -> None:
+    import mlflow
+
+    # Under `mlflow run` the launcher has logged the MLproject's params (shell-quoted);
+    # log only what is missing so a value is never "changed".
+    logged = mlflow.get_run(recorder.run_id).data.params
+    params = {**config.as_params(), **raw}
+    if logged_params is not None:
+        params = {k: v for k, v in params.items() if k in logged_params}
+    recorder.log_params({k: v for k, v in params.items() if k not in logged})
+
+
+def _train(
+    recorder: offline.Recorder,
+    config: RunConfig,
+    name: str,
+    extra_tags: dict[str, str] | None,
+    wall_start: float,
+):
+    """Build the task and model, train, log the summary metrics and artifacts: (outcome, results)."""
+    from experiments.tracking import records as tracking
+    from experiments.training.tasks import make_task
+    from experiments.training.trainer import Trainer, summary
+
+    task = make_task(config)
+    recorder.set_tags({**tracking.run_tags(config, task.data_checksum, task.info), **(extra_tags or {})})
+    print(f"run {recorder.run_id}  {name}  (baseline {task.baseline_loss:.4f})", flush=True)
+    trainer = Trainer(config, task)
+    show = _progress(config, task.metric_name, task.baseline_loss, time.perf_counter())
+
+    def on_eval(record: dict) -> None:
+        recorder.log_metrics({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+        if record["step"] == 0:  # the first evaluation traced the layer: its engine is known
+            line = tracking.engine_fallback_line(trainer.layer)
+            if line:
+                print(line, flush=True)
+        show(record)
+
+    with _interrupt_flag() as interrupted:
+        outcome = trainer.run(on_eval, interrupted)
+    results = summary(outcome, config, task)
+    recorder.set_tags(tracking.engine_tags(trainer.layer))
+    results["wall_time_s"] = time.perf_counter() - wall_start
+    recorder.log_metrics(results)
+    _log_artifacts(recorder, config, task, trainer, outcome, name)
+    recorder.set_tags({"model_logged": str(_log_model(recorder, config, task, trainer, outcome)).lower()})
+    return outcome, results
+
+
+def _log_artifacts(recorder: offline.Recorder, config: RunConfig, task, trainer, outcome, name: str) -> None:
+    """config.json (every parameter, what `auto` resolved to, the model), the evaluations, the plots."""
+    from experiments.tracking import records as tracking
+    from experiments.training import plots
+
+    resolved = {
+        "forget_bias": tracking.resolved_forget_bias(config),
+        "candidate_activation": tracking.resolved_candidate_activation(config),
+        "target": task.target,
+        "input_length": task.seq_len,
+        "data_checksum": task.data_checksum,
+        **task.info,
+    }
+    tracking.log_json(
+        recorder,
+        {"params": config.as_params(), "resolved": resolved, "model": trainer.model.to_json()},
+        "config.json",
+    )
+    tracking.log_json(recorder, {"evaluations": outcome.evaluations}, "evaluations.json")
+    tracking.log_figure(
+        recorder, plots.learning_curves(outcome.evaluations, task, name), "learning_curves.png"
+    )
+    tracking.log_figure(
+        recorder, plots.gradient_flow(outcome.flow_start, outcome.flow_end, name), "gradient_flow.png"
+    )
+    if outcome.gate_values:
+        tracking.log_figure(recorder, plots.gate_histograms(outcome.gate_values, name), "gate_histograms.png")
+
+
+def _log_model(recorder: offline.Recorder, config: RunConfig, task, trainer, outcome) -> bool:
+    """The trained model as an MLflow model (with its signature and pins); whether it was logged."""
+    if not config.log_model or outcome.diverged:
+        return False
+    import mlflow.keras
+    from mlflow.models import infer_signature
+
+    from experiments.tracking import records as tracking
+
+    example = task.valid[0][:2]
+    # Offline, the Keras file is kept instead (replayed as a plain artifact).
+    return recorder.call(
+        lambda: mlflow.keras.log_model(
+            trainer.model,
+            name="model",
+            signature=infer_signature(example, trainer.predict(example)),
+            pip_requirements=[
+                f"{k}=={v}" for k, v in tracking.package_versions().items() if k != "lstm-keras"
+            ],
+        ),
+        ("model.keras", trainer.model.save),
+    )
+
+
+def _print_verdict(outcome, results: dict) -> None:
     verdict = "DIVERGED" if outcome.diverged else ("solved" if results["solved"] else "not solved")
     print(
         f"done: {verdict}; best val_loss {results['best_val_loss']:.4f} "
@@ -227,10 +263,6 @@ def train_and_log(
         f"{results['steps_per_s']:.1f} steps/s, {results['wall_time_s']:.0f}s",
         flush=True,
     )
-    lost = recorder.lost()
-    if lost is not None:
-        raise lost
-    return {"run_id": run.info.run_id, **results}
 
 
 def check_tracking() -> None:

@@ -121,6 +121,21 @@ def test_tracking_server_down_at_start_fails_in_seconds_naming_the_uri_before_an
 def test_tracking_server_lost_mid_run_finishes_training_keeps_the_rest_locally_and_replays_it(tmp_path):
     port = tracking_server.free_port()
     kept = tmp_path / "offline"
+    returncode, out, err, seconds, uri = _train_losing_the_server(tmp_path, port, kept)
+    assert returncode == 1, err[-3000:]
+    assert "step     40/40" in out and "done:" in out  # training went on to the end
+    assert seconds < 120, f"{seconds:.0f}s after the loss: retries were not cut short"
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: lost the MLflow tracking server") and uri in last
+    (folder,) = kept.iterdir()
+    assert str(folder) in last and "python -m experiments.tracking.offline replay" in last
+    journal = _check_kept_run(folder)
+    _check_replay(tmp_path, port, folder, journal)
+
+
+def _train_losing_the_server(tmp_path: Path, port: int, kept: Path):
+    """A tiny run whose tracking server is killed after its step-0 evaluation: (returncode,
+    stdout, stderr, seconds from the loss to the end, the server's URI)."""
     args = [*TINY, "--steps", "40", "--eval_every", "20"]
     with _mlflow_server(tmp_path, port) as (uri, server):
         env = _env(MLFLOW_TRACKING_URI=uri, LSTM_KERAS_OFFLINE_DIR=str(kept), **FAIL_FAST)
@@ -139,15 +154,12 @@ def test_tracking_server_lost_mid_run_finishes_training_keeps_the_rest_locally_a
         lost_at = time.perf_counter()
         out, err = proc.communicate(timeout=300)
         seconds = time.perf_counter() - lost_at
-    assert proc.returncode == 1, err[-3000:]
-    assert "step     40/40" in out and "done:" in out  # training went on to the end
-    assert seconds < 120, f"{seconds:.0f}s after the loss: retries were not cut short"
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("error: lost the MLflow tracking server") and uri in last
-    (folder,) = kept.iterdir()
-    assert str(folder) in last and "python -m experiments.tracking.offline replay" in last
-    run_id = folder.name
+    return proc.returncode, out, err, seconds, uri
 
+
+def _check_kept_run(folder: Path) -> list[dict]:
+    """What the run kept locally after the loss: each later evaluation once, the summary, the
+    artifacts, the end. Returns its journal."""
     journal = [json.loads(line) for line in (folder / "journal.jsonl").read_text().splitlines()]
     steps = [op["step"] for op in journal if op["op"] == "metrics" and "val_loss" in op["metrics"]]
     assert steps == [20, 40]  # the evaluations after the loss, each once
@@ -159,8 +171,12 @@ def test_tracking_server_lost_mid_run_finishes_training_keeps_the_rest_locally_a
     evaluations = json.loads((folder / "artifacts" / "evaluations.json").read_text())["evaluations"]
     assert [e["step"] for e in evaluations] == [0, 20, 40]
     assert journal[-1]["op"] == "end" and journal[-1]["status"] == "FINISHED"
+    return journal
 
-    # The server comes back (same store, same address): the replay completes the same run.
+
+def _check_replay(tmp_path: Path, port: int, folder: Path, journal: list[dict]) -> None:
+    """The server comes back (same store, same address): the replay completes the same run."""
+    run_id = folder.name
     with _mlflow_server(tmp_path, port) as (uri, _):
         client = mlflow.MlflowClient(uri)
         assert client.get_run(run_id).info.status == "RUNNING"  # what the server knew at the loss

@@ -28,6 +28,7 @@ from playwright.sync_api import expect, sync_playwright
 from test_team_tracking import _run_sweep as run_sweep_in_own_group
 
 from experiments.sweep.spec import load
+from experiments.tracking import postgres
 from experiments.tracking import server as tracking_server
 from experiments.tracking.records import run_name
 from experiments.training.config import from_strings
@@ -79,7 +80,7 @@ def artifacts(tmp_path) -> Path:
 @pytest.fixture
 def server(tmp_path) -> Iterator[str]:
     """A team tracking server: PostgreSQL-backed if its binaries are here, else on sqlite."""
-    if tracking_server.postgres_bindir() is None:
+    if postgres.bindir() is None:
         yield from _sqlite_server(tmp_path)
         return
     # As root PostgreSQL runs as the postgres user, which cannot enter pytest's 0700 tmp_path.
@@ -217,7 +218,6 @@ def test_a_person_compares_a_sweeps_trials_in_the_mlflow_ui(server, artifacts, t
 
 
 def _drive_ui(uri: str, experiment_id: str, children: list, artifacts: Path) -> None:
-    by_name = {r.info.run_name: r for r in children}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
         try:
@@ -225,84 +225,95 @@ def _drive_ui(uri: str, experiment_id: str, children: list, artifacts: Path) -> 
             # Generous: the page competes for two shared cores with whatever else runs there.
             page.set_default_timeout(60_000)
             expect.set_options(timeout=60_000)
-            # The experiment in the "Model training" view (its toggle navigates to this URL; a
-            # fresh browser would open the GenAI overview, whose tour popover blocks clicks).
-            page.goto(f"{uri}/#/experiments/{experiment_id}/runs?workflowType=machine_learning")
-            names = page.locator('[role="gridcell"][col-id="attributes.`Run Name`"]')
-            parent_cell = names.filter(has_text=PARENT_NAME)
-            expect(parent_cell).to_be_visible()
-            _close_assistant(page)
-            expect(names).to_have_count(1)  # the trials are nested under their sweep
-            parent_cell.get_by_role("button").click()  # the expand (+) icon
-            for name in CHILD_NAMES.values():
-                expect(names.get_by_text(name, exact=True)).to_be_visible()
-            expect(names).to_have_count(1 + len(CHILD_NAMES))
-            # The list shows only the start of a name: there, siblings must already differ.
-            listed = [text.strip() for text in names.all_inner_texts() if PARENT_NAME not in text]
-            assert len({text[:16] for text in listed}) == len(CHILD_NAMES), listed
-            for run in children:
-                page.locator(f'[role="row"][row-id="{run.info.run_id}"] input.ag-checkbox-input').check()
-            page.screenshot(path=artifacts / "01_runs_sweep_expanded_trials_selected.png")
-
-            page.get_by_role("button", name="Compare", exact=True).click()
-            expect(page.get_by_role("heading", name="Comparing 4 Runs from 1 Experiment")).to_be_visible()
-            assert set(json.loads(re.search(r"runs=(\[[^&]*\])", unquote(page.url)).group(1))) == {
-                r.info.run_id for r in children
-            }
-            _close_assistant(page)
-            # Parallel coordinates: MLflow puts the parameters that differ on it by itself ...
-            params_select = page.locator("div:text-is('Parameters:') + .du-bois-light-select")
-            metrics_select = page.locator("div:text-is('Metrics:') + .du-bois-light-select")
-            chosen = params_select.locator(".du-bois-light-select-selection-item-content")
-            expect(chosen).to_have_text(["forget_bias", "seed"])
-            # ... but its metric is whichever the runs logged first (a last-step curve value):
-            # a person picks the summaries instead.
-            _choose(page, metrics_select, PLOT_METRICS)
-            expect(page.locator(".pcp-plot .axis-title")).to_have_count(2 + len(PLOT_METRICS))
-            axes = _axes(page)
-            assert list(axes) == ["forget_bias", "seed", *PLOT_METRICS]
-            best = [r.data.metrics["best_val_loss_over_baseline"] for r in children]
-            assert axes["best_val_loss_over_baseline"] == (f"{max(best):.5f}", f"{min(best):.5f}")
-            assert axes["forget_bias"] == ("1.00000", "0.00000") and axes["seed"] == ("1.00000", "0.00000")
-            page.locator(".pcp-plot").scroll_into_view_if_needed()
-            page.screenshot(path=artifacts / "02_compare_parallel_coordinates.png")
-
-            # The parameter table: the four each trial logs (task, learning_rate and what varies:
-            # forget_bias, seed; the constants are in config.json), two of which differ.
-            params_table = page.locator("table.mlflow-compare-run-table").filter(
-                has=page.locator("th", has_text=re.compile("^forget_bias$"))
-            )
-            rows = params_table.locator("tbody tr th")
-            assert set(by_name[CHILD_NAMES["0", "0"]].data.params) == {
-                "task",
-                "learning_rate",
-                "seed",
-                "forget_bias",
-            }
-            expect(rows).to_have_count(4)
-            page.get_by_role("switch", name="Parameters - Show diff only").click()
-            expect(rows).to_have_text(["forget_bias", "seed"])
-            columns = _column_run_names(page)
-            assert sorted(columns) == sorted(CHILD_NAMES.values())
-            fb_cells = params_table.locator("tr", has=page.locator("th", has_text="forget_bias")).locator(
-                "td"
-            )
-            expect(fb_cells).to_have_text([by_name[n].data.params["forget_bias"] for n in columns])
-
-            # The metrics grid: the best (not last-step) loss of each run, in its column.
-            shown = _metric_row(page, "best_val_loss_over_baseline")
-            assert len(shown) == len(columns)
-            for text, name in zip(shown, columns):
-                value = by_name[name].data.metrics["best_val_loss_over_baseline"]
-                assert abs(float(text) - value) <= 0.0005 + 1e-9, (name, text, value)
-            page.get_by_text("Run details", exact=True).scroll_into_view_if_needed()
-            page.screenshot(path=artifacts / "03_compare_params_diff_only.png")
-            # One picture of the whole page for the README: plot, run names and differing params.
-            page.set_viewport_size({"width": VIEWPORT["width"], "height": 1500})
-            page.get_by_text("Comparing 4 Runs from 1 Experiment").scroll_into_view_if_needed()
-            page.screenshot(path=artifacts / "04_compare_overview.png")
+            _select_the_trials(page, uri, experiment_id, children, artifacts)
+            _compare_in_parallel_coordinates(page, children, artifacts)
+            _compare_params_and_metrics(page, {r.info.run_name: r for r in children}, artifacts)
         finally:
             browser.close()
+
+
+def _select_the_trials(page, uri: str, experiment_id: str, children: list, artifacts: Path) -> None:
+    """The sweep in the runs list, expanded: its trials nested under it, each selected."""
+    # The experiment in the "Model training" view (its toggle navigates to this URL; a
+    # fresh browser would open the GenAI overview, whose tour popover blocks clicks).
+    page.goto(f"{uri}/#/experiments/{experiment_id}/runs?workflowType=machine_learning")
+    names = page.locator('[role="gridcell"][col-id="attributes.`Run Name`"]')
+    parent_cell = names.filter(has_text=PARENT_NAME)
+    expect(parent_cell).to_be_visible()
+    _close_assistant(page)
+    expect(names).to_have_count(1)  # the trials are nested under their sweep
+    parent_cell.get_by_role("button").click()  # the expand (+) icon
+    for name in CHILD_NAMES.values():
+        expect(names.get_by_text(name, exact=True)).to_be_visible()
+    expect(names).to_have_count(1 + len(CHILD_NAMES))
+    # The list shows only the start of a name: there, siblings must already differ.
+    listed = [text.strip() for text in names.all_inner_texts() if PARENT_NAME not in text]
+    assert len({text[:16] for text in listed}) == len(CHILD_NAMES), listed
+    for run in children:
+        page.locator(f'[role="row"][row-id="{run.info.run_id}"] input.ag-checkbox-input').check()
+    page.screenshot(path=artifacts / "01_runs_sweep_expanded_trials_selected.png")
+
+
+def _compare_in_parallel_coordinates(page, children: list, artifacts: Path) -> None:
+    """Compare: the four runs, the parameters that differ and the summaries on one plot."""
+    page.get_by_role("button", name="Compare", exact=True).click()
+    expect(page.get_by_role("heading", name="Comparing 4 Runs from 1 Experiment")).to_be_visible()
+    assert set(json.loads(re.search(r"runs=(\[[^&]*\])", unquote(page.url)).group(1))) == {
+        r.info.run_id for r in children
+    }
+    _close_assistant(page)
+    # Parallel coordinates: MLflow puts the parameters that differ on it by itself ...
+    params_select = page.locator("div:text-is('Parameters:') + .du-bois-light-select")
+    metrics_select = page.locator("div:text-is('Metrics:') + .du-bois-light-select")
+    chosen = params_select.locator(".du-bois-light-select-selection-item-content")
+    expect(chosen).to_have_text(["forget_bias", "seed"])
+    # ... but its metric is whichever the runs logged first (a last-step curve value):
+    # a person picks the summaries instead.
+    _choose(page, metrics_select, PLOT_METRICS)
+    expect(page.locator(".pcp-plot .axis-title")).to_have_count(2 + len(PLOT_METRICS))
+    axes = _axes(page)
+    assert list(axes) == ["forget_bias", "seed", *PLOT_METRICS]
+    best = [r.data.metrics["best_val_loss_over_baseline"] for r in children]
+    assert axes["best_val_loss_over_baseline"] == (f"{max(best):.5f}", f"{min(best):.5f}")
+    assert axes["forget_bias"] == ("1.00000", "0.00000") and axes["seed"] == ("1.00000", "0.00000")
+    page.locator(".pcp-plot").scroll_into_view_if_needed()
+    page.screenshot(path=artifacts / "02_compare_parallel_coordinates.png")
+
+
+def _compare_params_and_metrics(page, by_name: dict, artifacts: Path) -> None:
+    """The compare page's parameter table (diff only) and metrics grid, run by run."""
+    # The parameter table: the four each trial logs (task, learning_rate and what varies:
+    # forget_bias, seed; the constants are in config.json), two of which differ.
+    params_table = page.locator("table.mlflow-compare-run-table").filter(
+        has=page.locator("th", has_text=re.compile("^forget_bias$"))
+    )
+    rows = params_table.locator("tbody tr th")
+    assert set(by_name[CHILD_NAMES["0", "0"]].data.params) == {
+        "task",
+        "learning_rate",
+        "seed",
+        "forget_bias",
+    }
+    expect(rows).to_have_count(4)
+    page.get_by_role("switch", name="Parameters - Show diff only").click()
+    expect(rows).to_have_text(["forget_bias", "seed"])
+    columns = _column_run_names(page)
+    assert sorted(columns) == sorted(CHILD_NAMES.values())
+    fb_cells = params_table.locator("tr", has=page.locator("th", has_text="forget_bias")).locator("td")
+    expect(fb_cells).to_have_text([by_name[n].data.params["forget_bias"] for n in columns])
+
+    # The metrics grid: the best (not last-step) loss of each run, in its column.
+    shown = _metric_row(page, "best_val_loss_over_baseline")
+    assert len(shown) == len(columns)
+    for text, name in zip(shown, columns):
+        value = by_name[name].data.metrics["best_val_loss_over_baseline"]
+        assert abs(float(text) - value) <= 0.0005 + 1e-9, (name, text, value)
+    page.get_by_text("Run details", exact=True).scroll_into_view_if_needed()
+    page.screenshot(path=artifacts / "03_compare_params_diff_only.png")
+    # One picture of the whole page for the README: plot, run names and differing params.
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": 1500})
+    page.get_by_text("Comparing 4 Runs from 1 Experiment").scroll_into_view_if_needed()
+    page.screenshot(path=artifacts / "04_compare_overview.png")
 
 
 def _close_assistant(page) -> None:

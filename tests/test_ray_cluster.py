@@ -8,7 +8,7 @@ import mlflow
 import pytest
 import yaml
 
-from experiments.sweep import ray_netns
+from experiments.sweep import netns, ray_netns
 from experiments.sweep.spec import load
 
 pytestmark = [pytest.mark.tf_only, pytest.mark.slow]  # starts a multi-node Ray cluster
@@ -35,7 +35,7 @@ def _spec(tmp_path, study: str):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    why = ray_netns.unavailable()
+    why = netns.unavailable()
     if why:
         pytest.skip(f"a multi-node Ray cluster on one machine needs network namespaces: {why}")
     # Every process runs in one of the cluster's namespaces; all are killed and deleted afterwards.

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from experiments.sweep.spec import load
+from experiments.tracking import postgres
 from experiments.tracking import server as tracking_server
 from experiments.training.config import RunConfig
 
@@ -118,7 +119,7 @@ def store(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'mlflow.db'}", "sqlite"
         return
-    if tracking_server.postgres_bindir() is None:
+    if postgres.bindir() is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) absent: apt-get install postgresql")
     # As root, PostgreSQL runs as the postgres user: its directory must be reachable by it,
     # which pytest's per-user (0700) tmp_path is not.
@@ -213,14 +214,8 @@ def _check_child(client, run, parent_id: str, by_key: dict, tmp_path: Path) -> d
     }
 
 
-@pytest.mark.tf_only
-def test_a_sweep_with_4_concurrent_writers_lands_every_run_param_metric_step_and_artifact(store, tmp_path):
-    uri, label = store
-    spec_path = tmp_path / "team.yaml"
-    spec_path.write_text(yaml.safe_dump(SPEC))
-    trials = load(spec_path, "quick").trials
-    assert len(trials) == len(CELLS) * len(SEEDS) >= 8
-    env = {
+def _sweep_env(uri: str) -> dict[str, str]:
+    return {
         **{k: v for k, v in os.environ.items() if k not in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")},
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": str(ROOT),
@@ -229,21 +224,10 @@ def test_a_sweep_with_4_concurrent_writers_lands_every_run_param_metric_step_and
         "RAY_USAGE_STATS_ENABLED": "0",
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
-    cmd = [sys.executable, "-m", "experiments.sweep", "--spec", str(spec_path), "--profile", "quick"]
-    started = time.perf_counter()
-    returncode, output = _run_sweep([*cmd, "--max_concurrent", "4"], tmp_path, env, timeout=900)
-    sweep_s = time.perf_counter() - started
-    assert returncode == 0, output[-5000:]
-    assert "trials_finished=8" in output and "trials_failed=0" in output, output[-3000:]
-    assert "database is locked" not in output
 
-    client = mlflow.MlflowClient(uri)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    every = client.search_runs(experiments, "", run_view_type=mlflow.entities.ViewType.ALL, max_results=1000)
-    parents = [r for r in every if r.data.tags.get("sweep_role") == "parent"]
-    children = [r for r in every if r.data.tags.get("sweep_role") == "child"]
-    assert len(parents) == 1 and len(every) == 1 + len(trials), [r.info.run_name for r in every]
-    parent = parents[0]
+
+def _check_parent(client, parent) -> int:
+    """The parent: finished, its spec as its one artifact, each count logged once; its metric points."""
     assert parent.info.status == "FINISHED" and parent.info.lifecycle_stage == "active"
     assert parent.data.tags["study"] == "team"
     assert {k: parent.data.metrics[k] for k in ("trials_total", "trials_finished", "trials_failed")} == {
@@ -260,6 +244,32 @@ def test_a_sweep_with_4_concurrent_writers_lands_every_run_param_metric_step_and
     for key, value in parent.data.metrics.items():  # trials_total, _finished, _diverged, _failed, _retried
         assert [(m.step, m.value) for m in client.get_metric_history(parent.info.run_id, key)] == [(0, value)]
         parent_points += 1
+    return parent_points
+
+
+@pytest.mark.tf_only
+def test_a_sweep_with_4_concurrent_writers_lands_every_run_param_metric_step_and_artifact(store, tmp_path):
+    uri, label = store
+    spec_path = tmp_path / "team.yaml"
+    spec_path.write_text(yaml.safe_dump(SPEC))
+    trials = load(spec_path, "quick").trials
+    assert len(trials) == len(CELLS) * len(SEEDS) >= 8
+    cmd = [sys.executable, "-m", "experiments.sweep", "--spec", str(spec_path), "--profile", "quick"]
+    started = time.perf_counter()
+    returncode, output = _run_sweep([*cmd, "--max_concurrent", "4"], tmp_path, _sweep_env(uri), timeout=900)
+    sweep_s = time.perf_counter() - started
+    assert returncode == 0, output[-5000:]
+    assert "trials_finished=8" in output and "trials_failed=0" in output, output[-3000:]
+    assert "database is locked" not in output
+
+    client = mlflow.MlflowClient(uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    every = client.search_runs(experiments, "", run_view_type=mlflow.entities.ViewType.ALL, max_results=1000)
+    parents = [r for r in every if r.data.tags.get("sweep_role") == "parent"]
+    children = [r for r in every if r.data.tags.get("sweep_role") == "child"]
+    assert len(parents) == 1 and len(every) == 1 + len(trials), [r.info.run_name for r in every]
+    parent = parents[0]
+    parent_points = _check_parent(client, parent)
 
     # One child per trial: none lost, none twice, none retried, all finished under the one parent.
     assert sorted(r.data.tags["trial_key"] for r in children) == sorted(t.trial_key for t in trials)

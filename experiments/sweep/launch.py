@@ -2,17 +2,18 @@
 
     mlflow run . -e sweep -P spec=experiments/sweeps/forget_bias.yaml -P profile=quick
 
-One parent run per sweep (tagged with the spec and its hash); each configuration × learning
-rate × seed is a child run made by the training entry point's own code. Trials run as Ray
-tasks — locally (`ray.init()` on this machine's cores) or on a cluster (`ray_address`) — one
-CPU and `threads_per_trial` TensorFlow threads each, all logging to one tracking URI.
+One parent run per sweep (tagged with the spec and its hash; experiments/sweep/parent_run.py);
+each configuration × learning rate × seed is a child run made by the training entry point's own
+code. Trials run as Ray tasks — locally (`ray.init()` on this machine's cores) or on a cluster
+(`ray_address`) — one CPU and `threads_per_trial` TensorFlow threads each, all logging to one
+tracking URI.
 
 Resumable: rerunning the same spec and profile (or `resume=<parent run id>`) runs only the
 trials without a FINISHED child; runs left behind by a killed attempt are deleted and the new
 run records them in `retried_from`. A trial that raises ends FAILED with its error; the others
 go on, and the parent counts finished / diverged / failed. The same sweep started twice at once
-shares one parent and the work: each trial is claimed atomically on the parent before it is
-trained (experiments/sweep/leases.py), so no configuration runs twice.
+shares one parent and the work: each trial's lease is taken atomically on the parent before it
+is trained (experiments/sweep/leases.py), so no configuration runs twice.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.sweep import leases as trial_claims
+from experiments.sweep import leases, parent_run
 from experiments.sweep.spec import SpecError, Sweep, Trial, load
 from experiments.tracking import offline
 
@@ -32,9 +33,8 @@ ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "TF_CPP_MIN_LOG_LEVEL": "2",
 }
-CHILD, PARENT = "child", "parent"
+CHILD = "child"
 SKIPPED = "SKIPPED_DUPLICATE"  # the trial is done, or under way in a concurrent sweep
-CONVERGE_SETTLE_S = 1.0
 
 
 def absolute_tracking_uri(uri: str) -> str:
@@ -58,11 +58,37 @@ def run_trial(
     threads: int,
     driver: str = "",
 ):
-    """Train one trial as a child run unless another run has it (trial_claims); never raises
-    (a failure is returned and logged). `driver`: the sweep process, trial_claims.process_id()."""
+    """Train one trial as a child run unless another run holds its lease; never raises (a
+    failure is returned and logged). `driver`: the sweep process, leases.process_id()."""
     os.environ.pop("MLFLOW_RUN_ID", None)  # inherited from `mlflow run`: that is the parent
     os.environ.update(ENV)
     import mlflow
+
+    _limit_threads(threads)
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient()
+    tags = _child_tags(trial, study)
+    from experiments.tracking.records import run_name
+    from experiments.training.config import from_strings
+
+    config = from_strings(trial.params)
+    name = run_name(config, trial.varying)
+    run_id = client.create_run(
+        experiment_id,
+        run_name=name,
+        tags={**tags, "mlflow.parentRunId": parent_id, **leases.holder_tags(driver)},
+    ).info.run_id
+    # Earlier attempts that died (killed sweep, lost node) are deleted; a concurrent sweep's is not.
+    taken, stale = leases.acquire(client, experiment_id, parent_id, trial.trial_key, run_id, driver)
+    if taken:
+        client.delete_run(run_id)
+        return {"status": SKIPPED, "reason": taken, "retried": 0}
+    if stale:
+        tags["retried_from"] = ",".join(stale)
+    return {**_train_trial(client, trial, config, run_id, name, tags), "retried": len(stale)}
+
+
+def _limit_threads(threads: int) -> None:
     import tensorflow as tf
 
     try:  # only possible before TensorFlow's first op in this worker process
@@ -70,8 +96,11 @@ def run_trial(
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:
         pass
-    mlflow.set_tracking_uri(tracking_uri)
-    client = mlflow.MlflowClient()
+
+
+def _child_tags(trial: Trial, study: str) -> dict[str, str]:
+    import ray
+
     tags = {
         "sweep_role": CHILD,
         "study": study,
@@ -80,36 +109,25 @@ def run_trial(
         "trial_key": trial.trial_key,
         "is_reference": str(trial.is_reference).lower(),
     }
-    import ray
-
     if ray.is_initialized():  # the host that ran it: on a cluster, a lost node's trials show up elsewhere
         tags["ray_node_ip"] = ray.util.get_node_ip_address()
-    from experiments.run import train_and_log
-    from experiments.sweep import leases as trial_claims
-    from experiments.tracking.records import run_name
-    from experiments.training.config import from_strings
+    return tags
 
-    config = from_strings(trial.params)
-    run_id = client.create_run(
-        experiment_id,
-        run_name=run_name(config, trial.varying),
-        tags={**tags, "mlflow.parentRunId": parent_id, **trial_claims.holder_tags(driver)},
-    ).info.run_id
-    # Earlier attempts that died (killed sweep, lost node) are deleted; a concurrent sweep's is not.
-    taken, stale = trial_claims.claim(client, experiment_id, parent_id, trial.trial_key, run_id, driver)
-    if taken:
-        client.delete_run(run_id)
-        return {"status": SKIPPED, "reason": taken, "retried": 0}
-    if stale:
-        tags["retried_from"] = ",".join(stale)
+
+def _train_trial(client, trial: Trial, config, run_id: str, name: str, tags: dict[str, str]) -> dict:
+    """Train the leased trial in its run, renewing the lease: its outcome, FINISHED or FAILED."""
+    import mlflow
+
+    from experiments.run import train_and_log
+
     try:
-        with trial_claims.heartbeat(client, run_id):
+        with leases.heartbeat(client, run_id):
             result = train_and_log(
                 config,
                 trial.params,
                 tags,
                 run_id=run_id,
-                name=run_name(config, trial.varying),
+                name=name,
                 logged_params=trial.logged,
             )
         return {
@@ -117,61 +135,14 @@ def run_trial(
             "diverged": bool(result["diverged"]),
             "solved": bool(result["solved"]),
             "best_val_loss_over_baseline": result["best_val_loss_over_baseline"],
-            "retried": len(stale),
         }
     except Exception as error:  # isolation: the child ended FAILED with its error; the sweep goes on
         while mlflow.active_run() is not None:
             mlflow.end_run("FAILED")
-        return {"status": "FAILED", "error": f"{type(error).__name__}: {error}", "retried": len(stale)}
+        return {"status": "FAILED", "error": f"{type(error).__name__}: {error}"}
 
 
 # ------------------------------------------------------------------------------ driver side
-
-
-def find_parent(client, experiment_id: str, sweep: Sweep, resume: str | None):
-    """The parent run to continue: `resume`, else the earliest one with this spec hash and profile
-    (normally the only one; of several started at once, the one all of them settle on)."""
-    if resume:
-        return client.get_run(resume)
-    runs = client.search_runs(
-        [experiment_id], f"tags.sweep_role = '{PARENT}' and tags.sweep_spec_hash = '{sweep.spec_hash}'"
-    )
-    return min(runs, key=lambda r: (r.info.start_time, r.info.run_id), default=None)
-
-
-def new_parent(client, experiment_id: str, sweep: Sweep, tags: dict[str, str]) -> str:
-    """Make the sweep's parent run, or join the one of the same sweep started at the same time."""
-    own = client.create_run(
-        experiment_id, run_name=f"sweep {sweep.study} ({sweep.profile})", tags=tags
-    ).info.run_id  # tagged at creation: a concurrent start finds it at once
-    # A rival's create_run may be in flight with an earlier start_time: let it land, then all
-    # starts see the same parents and keep the earliest.
-    time.sleep(CONVERGE_SETTLE_S)
-    earliest = find_parent(client, experiment_id, sweep, None).info.run_id
-    if earliest != own:
-        client.set_tag(own, "superseded_by", earliest)
-        client.delete_run(own)
-        print(f"joining sweep {earliest}, started at the same time", flush=True)
-    return earliest
-
-
-def finished_trials(client, experiment_id: str, parent_id: str) -> dict:
-    """trial_key → the FINISHED child run (with its metrics) of a parent."""
-    runs = client.search_runs(
-        [experiment_id], f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'FINISHED'"
-    )
-    return {r.data.tags["trial_key"]: r for r in runs if "trial_key" in r.data.tags}
-
-
-def adopt_children(client, experiment_id: str, old_parent: str, new_parent: str) -> int:
-    """Move a previous parent's finished children under the current parent (one parent per sweep)."""
-    moved = 0
-    for run in finished_trials(client, experiment_id, old_parent).values():
-        client.set_tag(run.info.run_id, "mlflow.parentRunId", new_parent)
-        moved += 1
-    client.set_tag(old_parent, "superseded_by", new_parent)
-    client.delete_run(old_parent)
-    return moved
 
 
 def _progress(done: int, total: int, start: float, trial: Trial, outcome: dict) -> None:
@@ -201,42 +172,23 @@ def run_sweep(
     max_retries: int,
     max_concurrent: int | None = None,
 ) -> dict:
+    """Run the trials of `sweep` that have no FINISHED child under its parent; the parent's counts."""
     import mlflow
-    import ray
 
     tracking_uri = absolute_tracking_uri(mlflow.get_tracking_uri())
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient()
     launched = os.environ.get("MLFLOW_RUN_ID")  # `mlflow run` made the parent for us
-    if launched:
-        experiment_id = client.get_run(launched).info.experiment_id
-    else:
-        experiment_id = (
-            os.environ.get("MLFLOW_EXPERIMENT_ID") or mlflow.get_experiment_by_name("Default").experiment_id
-        )
-    previous = find_parent(client, experiment_id, sweep, resume)
-    if previous is not None and previous.info.run_id != launched and launched:
-        moved = adopt_children(client, experiment_id, previous.info.run_id, launched)
-        print(f"resuming sweep {previous.info.run_id}: {moved} finished trials adopted", flush=True)
-    parent_tags = {
-        "sweep_role": PARENT,
-        "study": sweep.study,
-        "sweep_spec": sweep.path,
-        "sweep_spec_hash": sweep.spec_hash,
-        "sweep_profile": sweep.profile,
-        "claims": ",".join(sweep.claims),
-        "reference": " ".join(f"{k}={v}" for k, v in sweep.reference.items()),
-    }
-    parent_id = launched or (previous.info.run_id if previous is not None else None)
-    if parent_id is None:
-        parent_id = new_parent(client, experiment_id, sweep, parent_tags)
+    experiment_id = parent_run.find_experiment(client, launched)
+    parent_tags = parent_run.sweep_tags(sweep)
+    parent_id = parent_run.find_or_make(client, experiment_id, sweep, resume, launched, parent_tags)
     with mlflow.start_run(
-        run_id=parent_id, experiment_id=experiment_id, run_name=f"sweep {sweep.study} ({sweep.profile})"
+        run_id=parent_id, experiment_id=experiment_id, run_name=parent_run.sweep_run_name(sweep)
     ) as parent:
         parent_id = parent.info.run_id
         mlflow.set_tags(parent_tags)
         mlflow.log_artifact(sweep.path)
-        done_keys = finished_trials(client, experiment_id, parent_id)
+        done_keys = parent_run.finished_trials(client, experiment_id, parent_id)
         todo = [t for t in sweep.trials if t.trial_key not in done_keys]
         total = len(sweep.trials)
         print(
@@ -246,51 +198,83 @@ def run_sweep(
         )
         retried, elsewhere = 0, set()
         if todo:
-            ray.init(
-                address=ray_address,
-                # Locally, the CPUs offered to Ray = trials at once × threads each (default: all cores).
-                num_cpus=max_concurrent * threads if max_concurrent and ray_address is None else None,
-                include_dashboard=False,
-                log_to_driver=False,
-                runtime_env={"env_vars": ENV},
-                ignore_reinit_error=True,
+            _start_ray(ray_address, threads, max_concurrent)
+            retried, elsewhere = _run_on_ray(
+                todo, total, sweep.study, tracking_uri, experiment_id, parent_id, threads, max_retries
             )
-            remote = ray.remote(num_cpus=threads, max_retries=max_retries)(run_trial)
-            driver = trial_claims.process_id()
-            pending = {
-                remote.remote(t, sweep.study, tracking_uri, experiment_id, parent_id, threads, driver): t
-                for t in todo
-            }
-            start, done = time.perf_counter(), total - len(todo)
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                trial = pending.pop(ready[0])
-                try:
-                    outcome = ray.get(ready[0])
-                except ray.exceptions.RayError as error:  # the worker died past its retries
-                    outcome = {"status": "FAILED", "error": str(error), "retried": max_retries}
-                done += 1
-                _progress(done, total, start, trial, outcome)
-                retried += outcome.get("retried", 0)
-                if outcome["status"] == SKIPPED and outcome["reason"] == trial_claims.RUNNING:
-                    elsewhere.add(trial.trial_key)
-                if outcome["status"] == "FAILED":
-                    print(f"    error: {outcome['error'][:300]}", flush=True)
-        finished = finished_trials(client, experiment_id, parent_id)
-        diverged = sum(run.data.metrics.get("diverged", 0) == 1 for run in finished.values())
-        elsewhere -= set(finished)
-        if elsewhere:  # not failed: the concurrent sweep running them logs the final counts
-            print(f"{len(elsewhere)} trials still running in another run of this sweep", flush=True)
-        summary = {
-            "trials_total": total,
-            "trials_finished": len(finished),
-            "trials_diverged": diverged,
-            "trials_failed": total - len(finished) - len(elsewhere),
-            "trials_retried": retried,
-        }
+        summary = _summary(client, experiment_id, parent_id, total, retried, elsewhere)
         mlflow.log_metrics(summary)
     print(" ".join(f"{k}={v}" for k, v in summary.items()), flush=True)
     return {"parent_run_id": parent_id, **summary}
+
+
+def _start_ray(ray_address: str | None, threads: int, max_concurrent: int | None) -> None:
+    import ray
+
+    ray.init(
+        address=ray_address,
+        # Locally, the CPUs offered to Ray = trials at once × threads each (default: all cores).
+        num_cpus=max_concurrent * threads if max_concurrent and ray_address is None else None,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": ENV},
+        ignore_reinit_error=True,
+    )
+
+
+def _run_on_ray(
+    todo: list[Trial],
+    total: int,
+    study: str,
+    tracking_uri: str,
+    experiment_id: str,
+    parent_id: str,
+    threads: int,
+    max_retries: int,
+) -> tuple[int, set[str]]:
+    """Run `todo` as Ray tasks, printing each outcome as it lands: (worker retries, trial keys
+    skipped because a concurrent sweep is running them)."""
+    import ray
+
+    remote = ray.remote(num_cpus=threads, max_retries=max_retries)(run_trial)
+    driver = leases.process_id()
+    pending = {
+        remote.remote(t, study, tracking_uri, experiment_id, parent_id, threads, driver): t for t in todo
+    }
+    retried, elsewhere = 0, set()
+    start, done = time.perf_counter(), total - len(todo)
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        trial = pending.pop(ready[0])
+        try:
+            outcome = ray.get(ready[0])
+        except ray.exceptions.RayError as error:  # the worker died past its retries
+            outcome = {"status": "FAILED", "error": str(error), "retried": max_retries}
+        done += 1
+        _progress(done, total, start, trial, outcome)
+        retried += outcome.get("retried", 0)
+        if outcome["status"] == SKIPPED and outcome["reason"] == leases.RUNNING:
+            elsewhere.add(trial.trial_key)
+        if outcome["status"] == "FAILED":
+            print(f"    error: {outcome['error'][:300]}", flush=True)
+    return retried, elsewhere
+
+
+def _summary(
+    client, experiment_id: str, parent_id: str, total: int, retried: int, elsewhere: set[str]
+) -> dict[str, int]:
+    finished = parent_run.finished_trials(client, experiment_id, parent_id)
+    diverged = sum(run.data.metrics.get("diverged", 0) == 1 for run in finished.values())
+    elsewhere = elsewhere - set(finished)
+    if elsewhere:  # not failed: the concurrent sweep running them logs the final counts
+        print(f"{len(elsewhere)} trials still running in another run of this sweep", flush=True)
+    return {
+        "trials_total": total,
+        "trials_finished": len(finished),
+        "trials_diverged": diverged,
+        "trials_failed": total - len(finished) - len(elsewhere),
+        "trials_retried": retried,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,21 +1,21 @@
 """One trial, one run: how concurrent (and resumed) sweeps agree on who trains a trial.
 
-A worker makes its child run first, then claims the trial on the parent run by logging the
-param `claim.<trial_key>.<n>` = its run id. MLflow params never change: of two workers logging
-the same key with different values exactly one succeeds, on every tracking store (sqlite,
-PostgreSQL, a tracking server), so the claim is atomic. A worker that finds claim n taken
-looks at the run holding it:
+A worker makes its child run first, then takes the trial's lease on the parent run by logging
+the param `claim.<trial_key>.<n>` = its run id (the param keeps its first name, so sweeps logged
+before stay resumable). MLflow params never change: of two workers logging the same key with
+different values exactly one succeeds, on every tracking store (sqlite, PostgreSQL, a tracking
+server), so taking a lease is atomic. A worker that finds lease n taken looks at the run holding it:
 
     FINISHED                                → done already: delete its own run, skip the trial
     RUNNING and alive                       → another sweep trains it now: delete its own run, skip
-    FAILED, KILLED, deleted, RUNNING but dead → stale: delete that run, try claim n + 1
+    FAILED, KILLED, deleted, RUNNING but dead → stale: delete that run, try lease n + 1
 
 Alive: not an earlier attempt of this same sweep (the same driver dispatches a trial once, so
 one of its own RUNNING holders is a worker that died and Ray retried), and its worker process
 (host, pid, start time: tag `sweep_owner`) still runs — checked directly on the same host; on
 another host, its heartbeat (tag `sweep_heartbeat`, renewed every HEARTBEAT_S) is younger than
 LEASE_S. So a rerun after a killed sweep takes over at once on one machine, and after LEASE_S
-for trials that ran on another host. The parent's claim params record which run did each trial.
+for trials that ran on another host. The parent's lease params record which run did each trial.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def _process_alive(owner: str) -> bool | None:
 
 
 def holder_tags(driver: str) -> dict[str, str]:
-    """Tags a claiming run carries from its creation."""
+    """Tags a run that takes a lease carries from its creation."""
     return {OWNER_TAG: process_id(), DRIVER_TAG: driver, HEARTBEAT_TAG: f"{time.time():.0f}"}
 
 
@@ -85,8 +85,8 @@ def is_live(run, driver: str) -> bool:
         return False
 
 
-def claim(client, experiment_id: str, parent_id: str, trial_key: str, run_id: str, driver: str):
-    """Claim `trial_key` for run `run_id`: (None, stale runs deleted) if it is ours, else
+def acquire(client, experiment_id: str, parent_id: str, trial_key: str, run_id: str, driver: str):
+    """Take the lease on `trial_key` for run `run_id`: (None, stale runs deleted) if it is ours, else
     (FINISHED or RUNNING, ...): the trial is done or under way in another sweep."""
     from mlflow.exceptions import MlflowException
 
@@ -102,7 +102,7 @@ def claim(client, experiment_id: str, parent_id: str, trial_key: str, run_id: st
         except MlflowException:
             holder = client.get_run(parent_id).data.params.get(key)
             if holder is None:
-                raise  # not a taken claim: a real error
+                raise  # not a taken lease: a real error
         if holder == run_id:
             break
         try:
@@ -118,7 +118,7 @@ def claim(client, experiment_id: str, parent_id: str, trial_key: str, run_id: st
                 client.delete_run(holder)
             stale.append(holder)
         attempt += 1
-    # Attempts from before claims existed, or whose worker died before claiming.
+    # Attempts from before leases existed, or whose worker died before taking one.
     for run in client.search_runs(
         [experiment_id], f"tags.mlflow.parentRunId = '{parent_id}' and tags.trial_key = '{trial_key}'"
     ):

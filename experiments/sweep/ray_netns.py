@@ -16,8 +16,9 @@ The driver is `python -m experiments.sweep --ray_address 10.N.0.1:6379` run insi
 namespace, exactly as on a real cluster. Every process of a node lives in its namespace, so
 "kill a node" is SIGKILL to `ip netns pids <ns>`: raylet, workers, agents — nothing else on the
 machine. Namespaces are named after this process (`rayns<pid>`): `close()` deletes them, and a
-later run deletes those whose creator is dead (a crashed run). Ray temp dirs are per node and
-short (its socket paths must stay under 107 characters), so nothing touches /tmp/ray.
+later run deletes those whose creator is dead (a crashed run; experiments/sweep/netns.py). Ray
+temp dirs are per node and short (its socket paths must stay under 107 characters), so nothing
+touches /tmp/ray.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import random
-import re
 import secrets
 import shutil
 import signal
@@ -38,10 +37,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from experiments.sweep import netns
 from experiments.tracking.server import healthy
 
 ROOT = Path(__file__).resolve().parents[2]
-PREFIX = "rayns"
 GCS_PORT, MLFLOW_PORT = 6379, 5000
 ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -57,73 +56,6 @@ ENV = {
 }
 
 
-class NetnsError(RuntimeError):
-    """Namespaces, Ray or the tracking server could not be set up; the message says why."""
-
-
-def _ip(*args: str) -> None:
-    done = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise NetnsError(f"ip {' '.join(args)}: {done.stderr.strip()}")
-
-
-def netns_pids(ns: str) -> list[int]:
-    done = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
-    return [int(p) for p in done.stdout.split()] if done.returncode == 0 else []
-
-
-def kill_namespace(ns: str, timeout: float = 10) -> int:
-    """SIGKILL every process in namespace `ns` (a node losing power); return how many there were."""
-    killed: set[int] = set()
-    deadline = time.monotonic() + timeout
-    while (pids := netns_pids(ns)) and time.monotonic() < deadline:
-        for pid in pids:  # repeated: a process may fork while we kill
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            killed.add(pid)
-        time.sleep(0.1)
-    return len(killed)
-
-
-def unavailable() -> str | None:
-    """Why this machine cannot host the cluster (not root, no `ip netns`), or None when it can."""
-    if os.geteuid() != 0:
-        return "network namespaces need root"
-    if shutil.which("ip") is None:
-        return "no `ip` command (iproute2)"
-    probe = f"{PREFIX}{os.getpid()}probe"
-    done = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    if done.returncode != 0:
-        return f"`ip netns add` failed: {done.stderr.strip()}"
-    subprocess.run(["ip", "netns", "delete", probe], capture_output=True)
-    return None
-
-
-def delete_stale_namespaces() -> list[str]:
-    """Delete `rayns<pid>…` namespaces (and their processes) whose creating process is dead."""
-    done = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
-    stale = []
-    for line in done.stdout.splitlines():
-        match = re.fullmatch(rf"{PREFIX}(\d+)(h|w\d+|probe)", line.split(" ")[0])
-        if match is None or Path(f"/proc/{match[1]}").exists():
-            continue
-        kill_namespace(match[0])
-        subprocess.run(["ip", "netns", "delete", match[0]], capture_output=True)
-        stale.append(match[0])
-    return stale
-
-
-def _free_subnet() -> int:
-    """N for 10.N.0.0/24 that no address or route of this machine uses yet."""
-    used = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True)
-    used = used.stdout
-    used += subprocess.run(["ip", "-4", "addr"], capture_output=True, text=True).stdout
-    candidates = [n for n in range(100, 250) if f"10.{n}." not in used]
-    if not candidates:
-        raise NetnsError("no free 10.N.0.0/24 subnet for the namespaces")
-    return random.choice(candidates)
-
-
 @dataclass
 class NetnsCluster:
     """Ray head + workers, each in a network namespace, and an MLflow server on the head."""
@@ -131,8 +63,8 @@ class NetnsCluster:
     workdir: Path
     workers: int = 2
     worker_cpus: int = 1
-    tag: str = field(default_factory=lambda: f"{PREFIX}{os.getpid()}")
-    subnet: int = field(default_factory=_free_subnet)
+    tag: str = field(default_factory=lambda: f"{netns.PREFIX}{os.getpid()}")
+    subnet: int = field(default_factory=netns.free_subnet)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     namespaces: list[str] = field(default_factory=list)
     tempdir: Path | None = None
@@ -182,33 +114,33 @@ class NetnsCluster:
     # ------------------------------------------------------------------ network
 
     def _add_namespace(self, ns: str) -> None:
-        _ip("netns", "add", ns)
+        netns.ip("netns", "add", ns)
         self.namespaces.append(ns)
-        _ip("-n", ns, "link", "set", "lo", "up")
+        netns.ip("-n", ns, "link", "set", "lo", "up")
 
     def _plug(self, ns: str | None, name: str, address: str) -> None:
         """A veth from `ns` (None: this namespace) into the head's bridge, `address` on its end."""
         outer, inner = f"{name}a", f"{name}b"
-        _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
-        _ip("link", "set", inner, "netns", self.head_ns)
-        _ip("-n", self.head_ns, "link", "set", inner, "master", "br0")
-        _ip("-n", self.head_ns, "link", "set", inner, "up")
+        netns.ip("link", "add", outer, "type", "veth", "peer", "name", inner)
+        netns.ip("link", "set", inner, "netns", self.head_ns)
+        netns.ip("-n", self.head_ns, "link", "set", inner, "master", "br0")
+        netns.ip("-n", self.head_ns, "link", "set", inner, "up")
         where = ["-n", ns] if ns else []
         if ns:
-            _ip("link", "set", outer, "netns", ns)
-            _ip("-n", ns, "link", "set", outer, "name", "eth0")
+            netns.ip("link", "set", outer, "netns", ns)
+            netns.ip("-n", ns, "link", "set", outer, "name", "eth0")
             outer = "eth0"
-        _ip(*where, "addr", "add", f"{address}/24", "dev", outer)
-        _ip(*where, "link", "set", outer, "up")
+        netns.ip(*where, "addr", "add", f"{address}/24", "dev", outer)
+        netns.ip(*where, "link", "set", outer, "up")
         if ns:  # a default route, so Ray's "which address reaches the outside" finds this one
-            _ip("-n", ns, "route", "add", "default", "via", self.head_ip)
+            netns.ip("-n", ns, "route", "add", "default", "via", self.head_ip)
 
     def _network(self) -> None:
         self._add_namespace(self.head_ns)
-        _ip("-n", self.head_ns, "link", "add", "br0", "type", "bridge")
-        _ip("-n", self.head_ns, "addr", "add", f"{self.head_ip}/24", "dev", "br0")
-        _ip("-n", self.head_ns, "link", "set", "br0", "up")
-        _ip("-n", self.head_ns, "route", "add", "default", "dev", "br0")
+        netns.ip("-n", self.head_ns, "link", "add", "br0", "type", "bridge")
+        netns.ip("-n", self.head_ns, "addr", "add", f"{self.head_ip}/24", "dev", "br0")
+        netns.ip("-n", self.head_ns, "link", "set", "br0", "up")
+        netns.ip("-n", self.head_ns, "route", "add", "default", "dev", "br0")
         for i in range(1, self.workers + 1):
             self._add_namespace(self.worker_ns(i))
             self._plug(self.worker_ns(i), self.worker_ns(i), self.worker_ip(i))
@@ -271,11 +203,11 @@ class NetnsCluster:
             if proc.poll() is not None or time.monotonic() > deadline:
                 log = (self.workdir / f"{name}.log").read_text(errors="replace")[-3000:]
                 why = f"exited with {proc.returncode}" if proc.returncode is not None else "timed out"
-                raise NetnsError(f"{name} {why} before it was ready:\n{log}")
+                raise netns.NetnsError(f"{name} {why} before it was ready:\n{log}")
             time.sleep(0.25)
 
     def start(self) -> NetnsCluster:
-        delete_stale_namespaces()
+        netns.delete_stale_namespaces()
         self.workdir.mkdir(parents=True, exist_ok=True)
         # Ray's socket paths live under its temp dir: keep it short, whatever workdir is.
         self.tempdir = Path(tempfile.mkdtemp(prefix="rayns", dir="/tmp"))
@@ -316,19 +248,19 @@ class NetnsCluster:
 
     def ensure_workers(self) -> list[int]:
         """Restart the worker nodes that have no process left (killed); return which."""
-        dead = [i for i in range(1, self.workers + 1) if not netns_pids(self.worker_ns(i))]
+        dead = [i for i in range(1, self.workers + 1) if not netns.netns_pids(self.worker_ns(i))]
         for i in dead:
             self.start_worker(i)
         return dead
 
     def kill_worker(self, i: int) -> int:
         """Every process of worker node i, SIGKILLed at once; return how many."""
-        return kill_namespace(self.worker_ns(i))
+        return netns.kill_namespace(self.worker_ns(i))
 
     def close(self) -> None:
         """Kill every process in our namespaces, delete them (and their links) and the temp dirs."""
         for ns in reversed(self.namespaces):
-            kill_namespace(ns)
+            netns.kill_namespace(ns)
         for proc in self.procs.values():  # the `ip netns exec` parents, already gone: reap them
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
@@ -408,7 +340,7 @@ def run_sweep(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
-        raise NetnsError(f"the sweep did not finish within {timeout:.0f} s (log: {out})")
+        raise netns.NetnsError(f"the sweep did not finish within {timeout:.0f} s (log: {out})")
     output = out.read_text(errors="replace")
     return {"study": study, "returncode": driver.returncode, "output": output, "killed": killed}
 
@@ -439,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-worker", action="store_true", help="kill the last worker mid-trial")
     parser.add_argument("--workdir", default=None, help="logs, tracking database (default: temp dir)")
     args = parser.parse_args(argv)
-    why = unavailable()
+    why = netns.unavailable()
     if why:
         print(f"error: {why}", file=sys.stderr)
         return 2

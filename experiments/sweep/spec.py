@@ -138,7 +138,35 @@ def _merged(spec: dict, profile: dict) -> dict:
 
 def load(path: str | Path, profile: str) -> Sweep:
     """Read, check and expand a spec for one profile; raise SpecError naming what is wrong."""
-    path = Path(path)
+    where = str(path)
+    spec = _read(Path(path))
+    merged = _with_profile(spec, profile, where)
+    claims = tuple(merged.get("claims") or ())
+    for claim in claims:
+        if claim not in CLAIM_IDS:
+            raise SpecError(
+                f"{where}: claims: unknown claim {claim!r}. Valid choices: {', '.join(CLAIM_IDS)}."
+            )
+    trials, reference = _expand(merged, where)
+    trials = _with_varying(trials)
+    keys = [t.trial_key for t in trials]
+    if len(set(keys)) != len(keys):
+        raise SpecError(
+            f"{where}: the grid produces the same trial twice; check configs and grid for overlaps."
+        )
+    return Sweep(
+        study=spec["study"],
+        profile=profile,
+        path=where,
+        spec_hash=_hash({"spec": spec, "profile": profile}),
+        claims=claims,
+        reference=reference,
+        trials=tuple(trials),
+    )
+
+
+def _read(path: Path) -> dict:
+    """The spec file as YAML, its top-level keys and study checked."""
     where = str(path)
     try:
         spec = yaml.safe_load(path.read_text())
@@ -151,6 +179,11 @@ def load(path: str | Path, profile: str) -> Sweep:
     _check_keys(spec, TOP_KEYS, where)
     if not isinstance(spec.get("study"), str) or not spec["study"]:
         raise SpecError(f"{where}: `study` must be a non-empty string.")
+    return spec
+
+
+def _with_profile(spec: dict, profile: str, where: str) -> dict:
+    """The spec with `profile`'s overrides applied, every profile checked."""
     profiles = spec.get("profiles") or {}
     if not isinstance(profiles, dict) or profile not in profiles:
         raise SpecError(f"{where}: no profile {profile!r}. Valid choices: {', '.join(profiles) or '(none)'}.")
@@ -158,13 +191,12 @@ def load(path: str | Path, profile: str) -> Sweep:
         if not isinstance(body, dict):
             raise SpecError(f"{where}: profiles.{name}: expected a mapping.")
         _check_keys(body, PROFILE_KEYS, f"{where}: profiles.{name}")
-    merged = _merged(spec, profiles[profile])
-    claims = tuple(merged.get("claims") or ())
-    for claim in claims:
-        if claim not in CLAIM_IDS:
-            raise SpecError(
-                f"{where}: claims: unknown claim {claim!r}. Valid choices: {', '.join(CLAIM_IDS)}."
-            )
+    return _merged(spec, profiles[profile])
+
+
+def _expand(merged: dict, where: str) -> tuple[list[Trial], dict[str, str]]:
+    """(every trial: tasks × configs × grid × learning rates × seeds, each checked by the
+    training entry point's own validation; the reference configuration)."""
     base = _strings(merged.get("base") or {}, f"{where}: base")
     tasks = merged.get("tasks") or {base.get("task", "copy"): {}}
     if not isinstance(tasks, dict) or not tasks:
@@ -173,13 +205,7 @@ def load(path: str | Path, profile: str) -> Sweep:
         _strings(c, f"{where}: configs[{i}]")
         for i, c in enumerate(_list(merged.get("configs", [{}]), f"{where}: configs"))
     ]
-    grid = merged.get("grid") or {}
-    if not isinstance(grid, dict):
-        raise SpecError(f"{where}: grid: expected a mapping of parameter: [values].")
-    grid_axes: dict[str, list[str]] = {}
-    for key, values in grid.items():
-        _strings({key: None}, f"{where}: grid")  # a known parameter name
-        grid_axes[key] = [_text(v) for v in _list(values, f"{where}: grid.{key}")]
+    grid_axes = _grid_axes(merged.get("grid") or {}, where)
     lrs = [
         repr(float(v))
         for v in _list(
@@ -190,7 +216,6 @@ def load(path: str | Path, profile: str) -> Sweep:
     ]
     seeds = [str(v) for v in _list(merged.get("seeds"), f"{where}: seeds", kind=int)]
     reference = _strings(merged.get("reference") or {}, f"{where}: reference")
-
     varying = ["task", *dict.fromkeys(k for c in configs for k in c), *grid_axes]
     trials = []
     for task, task_params in tasks.items():
@@ -207,21 +232,17 @@ def load(path: str | Path, profile: str) -> Sweep:
                 except ConfigError as error:
                     raise SpecError(f"{where}: trial {label} lr={lr} seed={seed}: {error}") from None
                 trials.append(Trial(params, label, _hash(label_params), _hash(params), is_reference))
-    trials = _with_varying(trials)
-    keys = [t.trial_key for t in trials]
-    if len(set(keys)) != len(keys):
-        raise SpecError(
-            f"{where}: the grid produces the same trial twice; check configs and grid for overlaps."
-        )
-    return Sweep(
-        study=spec["study"],
-        profile=profile,
-        path=where,
-        spec_hash=_hash({"spec": spec, "profile": profile}),
-        claims=claims,
-        reference=reference,
-        trials=tuple(trials),
-    )
+    return trials, reference
+
+
+def _grid_axes(grid, where: str) -> dict[str, list[str]]:
+    if not isinstance(grid, dict):
+        raise SpecError(f"{where}: grid: expected a mapping of parameter: [values].")
+    axes: dict[str, list[str]] = {}
+    for key, values in grid.items():
+        _strings({key: None}, f"{where}: grid")  # a known parameter name
+        axes[key] = [_text(v) for v in _list(values, f"{where}: grid.{key}")]
+    return axes
 
 
 # Logged as params by every sweep child even when a sweep holds them constant: the axes the

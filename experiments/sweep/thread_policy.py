@@ -1,8 +1,8 @@
 """Which thread policy finishes the most sweep configurations per hour on this machine?
 
 Runs the same sweep spec once per policy — `trials at once × TensorFlow threads per trial` — each
-into its own fresh tracking store, through the real sweep entry point, and prints the wall time
-and configurations/hour of each against the first policy:
+into its own fresh tracking store, through the sweep's own run_sweep in a fresh process, and
+prints the wall time and configurations/hour of each against the first policy:
 
     python -m experiments.sweep.thread_policy --spec experiments/sweeps/gradient_flow.yaml \\
         --profile quick --policies 1x2 2x1 --rounds 3
@@ -16,13 +16,18 @@ A policy `NxM` is `--max_concurrent N --threads_per_trial M`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import multiprocessing
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+from experiments.sweep import launch
+from experiments.sweep.spec import load
 
 
 def parse_policy(text: str) -> tuple[int, int]:
@@ -38,34 +43,34 @@ def parse_policy(text: str) -> tuple[int, int]:
 def time_policy(spec: str, profile: str, trials: int, threads: int, workdir: Path) -> dict:
     store = workdir / f"{trials}x{threads}" / "mlflow.db"
     store.parent.mkdir(parents=True)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store}"}
-    env.pop("MLFLOW_RUN_ID", None)
-    cmd = [
-        sys.executable,
-        "-m",
-        "experiments.sweep",
-        "--spec",
-        spec,
-        "--profile",
-        profile,
-        "--max_concurrent",
-        str(trials),
-        "--threads_per_trial",
-        str(threads),
-    ]
-    start = time.perf_counter()
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
-    wall = time.perf_counter() - start
-    summary = dict(
-        item.split("=") for item in out.strip().splitlines()[-1].split() if item.startswith("trials_")
-    )
-    finished = int(summary["trials_finished"])
+    # A fresh process per policy: Ray and TensorFlow's thread settings start from scratch there.
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        start = time.perf_counter()
+        finished = pool.submit(_sweep, spec, profile, trials, threads, f"sqlite:///{store}").result()
+        wall = time.perf_counter() - start
     return {
         "policy": f"{trials}x{threads}",
         "wall_s": wall,
         "finished": finished,
         "configs_per_hour": finished / wall * 3600,
     }
+
+
+def _sweep(spec: str, profile: str, trials: int, threads: int, tracking_uri: str) -> int:
+    """Run the sweep into `tracking_uri` as `python -m experiments.sweep` would: its finished trials."""
+    os.environ.pop("MLFLOW_RUN_ID", None)
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    os.environ.update(launch.ENV)
+    with contextlib.redirect_stdout(io.StringIO()):  # the sweep's progress lines: not this report's
+        summary = launch.run_sweep(
+            load(spec, profile),
+            ray_address=None,
+            resume=None,
+            threads=threads,
+            max_retries=2,
+            max_concurrent=trials,
+        )
+    return summary["trials_finished"]
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -19,7 +19,7 @@ import tensorflow as tf
 from experiments.training import probes
 from experiments.training.config import RunConfig
 from experiments.training.model import RECURRENT, build_model, make_optimizer
-from experiments.training.tasks.base import Task
+from experiments.training.tasks.base import Task, cross_entropy_nats
 
 EVAL_BATCH = 500
 
@@ -48,14 +48,11 @@ def seed_everything(seed: int) -> None:
 
 
 def task_loss(task: Task, targets: np.ndarray, outputs: np.ndarray) -> float:
-    """The training loss recomputed in float64 numpy: mean cross-entropy (nats) or MSE."""
+    """The training loss recomputed in float64: mean cross-entropy (nats) or MSE."""
     outputs = np.asarray(outputs, dtype=np.float64)
     if task.loss == "mse":
         return float(np.mean((outputs.reshape(-1) - targets.reshape(-1)) ** 2))
-    shifted = outputs - outputs.max(axis=-1, keepdims=True)
-    log_norm = np.log(np.exp(shifted).sum(axis=-1))
-    picked = np.take_along_axis(shifted, targets[..., None].astype(np.int64), axis=-1)[..., 0]
-    return float(np.mean(log_norm - picked))
+    return float(np.mean(cross_entropy_nats(targets, outputs)))
 
 
 def _finite_weights(model: keras.Model) -> bool:

@@ -84,3 +84,11 @@ def entropy_nats(counts: np.ndarray) -> float:
     p = np.asarray(counts, dtype=np.float64)
     p = p[p > 0] / p.sum()
     return float(-(p * np.log(p)).sum())
+
+
+def cross_entropy_nats(targets: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """The cross-entropy (nats) of each integer target under its `logits`, in float64."""
+    from keras import ops  # here, not at the top: making a task's data must not load TensorFlow
+
+    log_probs = ops.convert_to_numpy(ops.log_softmax(np.asarray(logits, dtype=np.float64), axis=-1))
+    return -np.take_along_axis(log_probs, np.asarray(targets)[..., None].astype(np.intp), axis=-1)[..., 0]

@@ -18,7 +18,7 @@ import numpy as np
 
 from experiments.training import corpora
 from experiments.training.corpora import CorpusError
-from experiments.training.tasks.base import Task, entropy_nats
+from experiments.training.tasks.base import Task, cross_entropy_nats, entropy_nats
 
 # The project's convention for "learned beyond n-gram statistics". On tinyshakespeare's training
 # split the conditional entropy given the previous 0, 1, 2, 3 characters is 4.77, 3.54, 2.75,
@@ -45,24 +45,10 @@ def make(
     of their splits, the same for every run.
     """
     del seed
-    if seq_len < 1:
-        raise ValueError(f"Invalid seq_len={seq_len!r}. Valid choices: an integer >= 1.")
-    if max_eval_windows < 1:
-        raise ValueError(f"Invalid max_eval_windows={max_eval_windows!r}. Valid choices: an integer >= 1.")
-    error = corpora.validate_corpus("char_lm", corpus)
-    if error:
-        raise CorpusError(error)
+    _check(seq_len, max_eval_windows, corpus)
     train_text, valid_text, test_text, data_checksum = _load(corpus, data_dir)
-
     vocab = sorted(set(train_text))
-    train, valid, test = (encode(text, vocab) for text in (train_text, valid_text, test_text))
-    for split, ids in (("train", train), ("valid", valid), ("test", test)):
-        if len(ids) < seq_len + 1:
-            raise ValueError(
-                f"Invalid seq_len={seq_len!r} for corpus {corpus!r}: its {split} split has only "
-                f"{len(ids)} characters. Valid choices: seq_len <= {len(ids) - 1}."
-            )
-
+    train, valid, test = _encoded(corpus, seq_len, vocab, (train_text, valid_text, test_text))
     counts = np.bincount(train, minlength=len(vocab) + 1)
     baseline_nats = entropy_nats(counts)
 
@@ -98,6 +84,30 @@ def make(
             "vocab_size": str(len(vocab) + 1),  # including id 0, the unseen-character id
         },
     )
+
+
+def _check(seq_len: int, max_eval_windows: int, corpus: str) -> None:
+    if seq_len < 1:
+        raise ValueError(f"Invalid seq_len={seq_len!r}. Valid choices: an integer >= 1.")
+    if max_eval_windows < 1:
+        raise ValueError(f"Invalid max_eval_windows={max_eval_windows!r}. Valid choices: an integer >= 1.")
+    error = corpora.validate_corpus("char_lm", corpus)
+    if error:
+        raise CorpusError(error)
+
+
+def _encoded(
+    corpus: str, seq_len: int, vocab: list[str], texts: tuple[str, str, str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The train, valid and test texts as ids; each must hold one window of `seq_len` + 1."""
+    train, valid, test = (encode(text, vocab) for text in texts)
+    for split, ids in (("train", train), ("valid", valid), ("test", test)):
+        if len(ids) < seq_len + 1:
+            raise ValueError(
+                f"Invalid seq_len={seq_len!r} for corpus {corpus!r}: its {split} split has only "
+                f"{len(ids)} characters. Valid choices: seq_len <= {len(ids) - 1}."
+            )
+    return train, valid, test
 
 
 def _load(corpus: str, data_dir: str | Path | None) -> tuple[str, str, str, str]:
@@ -146,8 +156,4 @@ def eval_windows(ids: np.ndarray, seq_len: int, max_windows: int) -> tuple[np.nd
 
 def bpc(y_true: np.ndarray, logits: np.ndarray) -> float:
     """Bits per character: mean cross-entropy of `logits` over all positions, / ln 2."""
-    logits = np.asarray(logits, dtype=np.float64)
-    shifted = logits - logits.max(axis=-1, keepdims=True)  # exp cannot overflow
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-    picked = np.take_along_axis(log_probs, np.asarray(y_true)[..., None].astype(np.intp), axis=-1)
-    return float(-picked.mean() / math.log(2))
+    return float(cross_entropy_nats(y_true, logits).mean() / math.log(2))

@@ -51,24 +51,10 @@ def make(
     `seed` is unused: the splits are fixed; training minibatches are drawn by the trainer's rng.
     """
     del seed
-    if seq_len < 1:
-        raise ValueError(f"Invalid seq_len={seq_len!r}. Valid choices: an integer >= 1.")
-    if vocab_size < 3:
-        raise ValueError(
-            f"Invalid vocab_size={vocab_size!r}. Valid choices: an integer >= 3 (padding, OOV, a word)."
-        )
-    error = corpora.validate_corpus("sentiment", corpus)
-    if error:
-        raise CorpusError(error)
+    _check(seq_len, vocab_size, corpus)
     paths = corpora.ensure(corpus, data_dir)
     train, valid, test = _read_sst2(paths) if corpus == "sst2" else _read_imdb(paths)
-
-    import keras  # here, not at the top: validating parameters must not load TensorFlow
-
-    vectorizer = keras.layers.TextVectorization(
-        max_tokens=vocab_size, output_sequence_length=seq_len, standardize="lower_and_strip_punctuation"
-    )
-    vectorizer.adapt(np.array(train[0], dtype=object))
+    vectorizer = _adapted_vectorizer(train[0], vocab_size, seq_len)
 
     def vectorize(texts: list[str]) -> np.ndarray:
         return np.asarray(vectorizer(np.array(texts, dtype=object)), dtype=np.int32)
@@ -108,6 +94,29 @@ def make(
             "train_truncated_fraction": f"{np.mean(x_train[:, -1] != 0):.4f}",
         },
     )
+
+
+def _check(seq_len: int, vocab_size: int, corpus: str) -> None:
+    if seq_len < 1:
+        raise ValueError(f"Invalid seq_len={seq_len!r}. Valid choices: an integer >= 1.")
+    if vocab_size < 3:
+        raise ValueError(
+            f"Invalid vocab_size={vocab_size!r}. Valid choices: an integer >= 3 (padding, OOV, a word)."
+        )
+    error = corpora.validate_corpus("sentiment", corpus)
+    if error:
+        raise CorpusError(error)
+
+
+def _adapted_vectorizer(train_texts: list[str], vocab_size: int, seq_len: int):
+    """Keras's TextVectorization with its vocabulary adapted on the training texts."""
+    import keras  # here, not at the top: validating parameters must not load TensorFlow
+
+    vectorizer = keras.layers.TextVectorization(
+        max_tokens=vocab_size, output_sequence_length=seq_len, standardize="lower_and_strip_punctuation"
+    )
+    vectorizer.adapt(np.array(train_texts, dtype=object))
+    return vectorizer
 
 
 def accuracy(y_true: np.ndarray, logits: np.ndarray) -> float:
