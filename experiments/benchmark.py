@@ -308,7 +308,7 @@ def log_to_mlflow(rows: list[dict], args: argparse.Namespace) -> str:
 
 
 def markdown_table(metrics: dict[str, float]) -> str:
-    """The README's performance table from a benchmark run's metrics (`ratio.<shape>.<layer>`,
+    """The performance table of docs/benchmarks.md from a benchmark run's metrics (`ratio.<shape>.<layer>`,
     `gemm_share.<shape>.<layer>`): one row per shape, ours against the built-ins."""
     shapes = [s for s in SHAPES if f"ratio.{s}.LSTM" in metrics]
     variants = sorted(
@@ -355,7 +355,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "--mlflow", default="false", choices=["true", "false"], help="log a run (MLproject: true)"
     )
     parser.add_argument(
-        "--readme_table", metavar="RUN_ID", help="print the README table of a logged benchmark run and stop"
+        "--readme_table",
+        metavar="RUN_ID",
+        help="print docs/benchmarks.md's table of a logged benchmark run and stop",
     )
     args = parser.parse_args(argv)
     if args.readme_table:

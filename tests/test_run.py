@@ -132,7 +132,7 @@ def test_logged_model_reloads_with_pyfunc_in_a_fresh_process(mlflow_run_store, t
         experiment_ids=[mlflow.MlflowClient(uri).get_run(run_id).info.experiment_id], output_format="list"
     )[0]
     script = (
-        "import sys, numpy as np, mlflow, lstm_keras\n"
+        "import sys, numpy as np, mlflow, lstm_keras.layers  # registers the layers for loading\n"
         "from experiments.training.tasks.copy_memory import copy_batch\n"
         f"m = mlflow.pyfunc.load_model({model.model_uri!r})\n"
         "x, _ = copy_batch(np.random.default_rng(0), 3, 5)\n"

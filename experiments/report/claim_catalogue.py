@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from experiments.report.metrics import FLOW, FLOW_FINAL, PRIMARY
-from lstm_keras.variants import GRU_VARIANTS, LSTM_VARIANTS
+from lstm_keras.variants import VARIANTS
 
 MEMORY_TASKS = ("copy", "adding")
 # The expected outcomes a contrast can state (see claim_evaluation.RULES): A vs B.
@@ -42,13 +42,8 @@ def _is(cell: str, *variants: str) -> Callable[[dict], bool]:
 
 def _gated(d: dict) -> bool:
     """A cell with a forget (LSTM) or update (GRU) gate, so its forget bias is set."""
-    if d.get("cell") == "lstm":
-        variant = LSTM_VARIANTS.get(d.get("variant"))
-        return variant is not None and variant.has_forget_gate
-    if d.get("cell") == "gru":
-        variant = GRU_VARIANTS.get(d.get("variant"))
-        return variant is not None and variant.update_gate is not None
-    return False
+    variant = VARIANTS.get(d.get("cell"), {}).get(d.get("variant"))
+    return variant is not None and variant.has_forget_gate
 
 
 # ----------------------------------------------------------------------- claim definitions
@@ -115,7 +110,7 @@ def _c(name, a, b, ignore, expect, **kw) -> Contrast:
 def _side(description: str, cell: str | None = None, *variants: str, where=lambda d: True) -> Side:
     """The configurations of `cell` (any if None) and one of `variants` (any if none) that satisfy
     `where`; a variant the library does not define is refused here, when the catalogue loads."""
-    registry = {"lstm": LSTM_VARIANTS, "gru": GRU_VARIANTS}.get(cell, {})
+    registry = VARIANTS.get(cell, {})
     unknown = [v for v in variants if v not in registry]
     if unknown:
         raise ValueError(

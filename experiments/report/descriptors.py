@@ -7,7 +7,7 @@ import math
 from dataclasses import fields
 
 from experiments.training.config import RunConfig
-from lstm_keras.variants import LSTM_VARIANTS
+from lstm_keras.variants import GRU_DEFAULT_FORGET_BIAS, LSTM_DEFAULT_FORGET_BIAS, LSTM_VARIANTS
 
 NOT_CONFIG = {"seed", "learning_rate"}
 
@@ -38,7 +38,9 @@ def descriptor(params: dict, tags: dict) -> dict[str, str]:
     if tags.get("forget_bias_resolved"):
         d["forget_bias"] = tags["forget_bias_resolved"]
     elif d["forget_bias"] == "auto":
-        d["forget_bias"] = {"lstm": "1", "gru": "none"}.get(cell, "n/a")
+        d["forget_bias"] = _bias_text(
+            {"lstm": LSTM_DEFAULT_FORGET_BIAS, "gru": GRU_DEFAULT_FORGET_BIAS}, cell
+        )
     if tags.get("candidate_activation_resolved"):
         d["candidate_activation"] = tags["candidate_activation_resolved"]
     elif d["candidate_activation"] == "auto":
@@ -46,3 +48,10 @@ def descriptor(params: dict, tags: dict) -> dict[str, str]:
     if d["output_activation"] == "auto":
         d["output_activation"] = lstm.output_activation if lstm else "n/a"
     return {k: norm(v) for k, v in d.items()}
+
+
+def _bias_text(defaults: dict, cell: str) -> str:
+    """A default forget bias as runs print it: "1", "none", or "n/a" for a cell without one."""
+    if cell not in defaults:
+        return "n/a"
+    return "none" if defaults[cell] is None else f"{defaults[cell]:g}"

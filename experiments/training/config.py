@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import asdict, dataclass, fields
-from types import ModuleType
 
 from experiments.training import corpora
 from lstm_keras import activation_names, variants  # variants as data: no Keras, no TensorFlow
@@ -64,11 +63,6 @@ AUTO = "auto"
 
 class ConfigError(ValueError):
     """A parameter value the run cannot use; the message names it and the valid choices."""
-
-
-def variant_specs() -> ModuleType:
-    """`lstm_keras.variants` (kept for experiments/report/claims.py, which still calls it)."""
-    return variants
 
 
 def variant_names(cell: str) -> tuple[str, ...]:
