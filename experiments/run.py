@@ -5,8 +5,10 @@
 
 Parameters are checked (and corpora verified, and a tracking server asked for /health) before
 TensorFlow is imported, so a bad value or a server that is down costs a second (exit 2) and
-leaves no run behind. A diverging run ends FINISHED with diverged=1. A tracking server lost
-mid-run does not stop training: the rest of the run is kept locally (experiments/tracking/offline.py).
+leaves no run behind. A diverging run (non-finite, or a loss above explode_factor × max(baseline,
+initial validation loss)) ends FINISHED with diverged=1 and the tag divergence_cause. A tracking
+server lost mid-run does not stop training: the rest of the run is kept locally
+(experiments/tracking/offline.py).
 """
 
 from __future__ import annotations
@@ -195,6 +197,10 @@ def _train(
         outcome = trainer.run(on_eval, interrupted)
     results = summary(outcome, config, task)
     recorder.set_tags(tracking.engine_tags(trainer.layer))
+    if outcome.diverged:
+        recorder.set_tags(
+            {"divergence_cause": outcome.divergence_cause, "divergence_detail": outcome.divergence_detail}
+        )
     results["wall_time_s"] = time.perf_counter() - wall_start
     recorder.log_metrics(results)
     _log_artifacts(recorder, config, task, trainer, outcome, name)
@@ -256,7 +262,12 @@ def _log_model(recorder: offline.Recorder, config: RunConfig, task, trainer, out
 
 
 def _print_verdict(outcome, results: dict) -> None:
-    verdict = "DIVERGED" if outcome.diverged else ("solved" if results["solved"] else "not solved")
+    verdict = "solved" if results["solved"] else "not solved"
+    if outcome.diverged:
+        verdict = (
+            f"DIVERGED ({outcome.divergence_cause} at step {outcome.diverged_at_step}: "
+            f"{outcome.divergence_detail})"
+        )
     print(
         f"done: {verdict}; best val_loss {results['best_val_loss']:.4f} "
         f"({results['best_val_loss_over_baseline']:.2f}× baseline), "

@@ -160,6 +160,7 @@ def test_a_diverging_run_ends_finished_with_diverged_1(tracking):
     assert r.status == "FINISHED"
     assert r["metrics.diverged"] == 1 and r["metrics.solved"] == 0
     assert 1 <= r["metrics.diverged_at_step"] <= 30
+    assert r["tags.divergence_cause"] == "nonfinite"  # the gradient norm overflows at step 2
     assert r["params.learning_rate"] == "1e4"  # logged verbatim, as given
 
 
@@ -194,6 +195,8 @@ def test_same_seed_gives_identical_metrics_and_reproduce_confirms_it(tracking):
         (["--task", "char_lm", "--corpus", "/no/such/file.txt"], "/no/such/file.txt"),
         (["--optimizer", "adagrad"], "optimizer='adagrad'"),
         (["--task", "adding", "--seq_len", "2", "--forget_bias", "chrono"], "forget_bias='chrono' needs"),
+        (["--explode_factor", "0.5"], "explode_factor=0.5. Valid choices: a finite number > 1"),
+        (["--explode_factor", "abc"], "explode_factor='abc'. Valid choices: a finite number > 1"),
         (["--nonsense", "1"], "unrecognized arguments"),
     ],
 )

@@ -94,6 +94,9 @@ class RunConfig:
     optimizer: str = "adam"
     learning_rate: float = 0.005
     clipnorm: float = 1.0  # global gradient-norm clipping (Pascanu et al. 2013); 0 turns it off
+    # Diverged: a non-finite loss, gradient or weight, or a training-window or validation loss above
+    # explode_factor × max(the memoryless baseline loss, the validation loss at step 0).
+    explode_factor: float = 100.0
     batch_size: int = 64
     steps: int = 2000
     eval_every: int = 100
@@ -120,6 +123,11 @@ def _format(value) -> str:
 
 
 _TYPES = {int: int, float: float, bool: _bool, str: str}
+# Valid choices of numbers with a range, as the error for an unparsable or out-of-range value says.
+RANGES = {
+    "explode_factor": "a finite number > 1 (a loss above explode_factor × max(baseline loss, "
+    "initial validation loss) counts as diverged)",
+}
 
 
 def build_parser(description: str = "Train one recurrent network on one task, tracked in MLflow."):
@@ -146,7 +154,8 @@ def from_strings(values: dict[str, str | None]) -> RunConfig:
         try:
             parsed[name] = _TYPES[kind](text)
         except ValueError:
-            raise ConfigError(f"Invalid {name}={text!r}. Valid choices: {_describe(kind)}.") from None
+            choices = RANGES.get(name, _describe(kind))
+            raise ConfigError(f"Invalid {name}={text!r}. Valid choices: {choices}.") from None
     return validate(RunConfig(**parsed))
 
 
@@ -188,6 +197,10 @@ def validate(config: RunConfig) -> RunConfig:
         raise ConfigError(f"Invalid learning_rate={c.learning_rate!r}. Valid choices: a number > 0.")
     if not (math.isfinite(c.clipnorm) and c.clipnorm >= 0):
         raise ConfigError(f"Invalid clipnorm={c.clipnorm!r}. Valid choices: a number >= 0 (0 = no clipping).")
+    if not (math.isfinite(c.explode_factor) and c.explode_factor > 1):
+        raise ConfigError(
+            f"Invalid explode_factor={c.explode_factor!r}. Valid choices: {RANGES['explode_factor']}."
+        )
     if c.target != AUTO:
         try:
             float(c.target)

@@ -1,8 +1,10 @@
 """The training loop: one model, one task, evaluations every `eval_every` steps.
 
 It knows nothing of MLflow: each evaluation is handed to `on_eval`, and the `Outcome` carries
-what a tracker records at the end. Divergence (a non-finite loss, gradient or weight) stops
-training and is an outcome, not an exception.
+what a tracker records at the end. Divergence stops training and is an outcome, not an
+exception: a non-finite loss, gradient or weight ("nonfinite"), or a loss that explodes while
+staying finite ("exploded": the training-window or validation loss of an evaluation above
+`explode_factor` × max(memoryless baseline loss, validation loss at step 0)).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from experiments.training.model import RECURRENT, build_model, make_optimizer
 from experiments.training.tasks.base import Task, cross_entropy_nats
 
 EVAL_BATCH = 500
+NONFINITE, EXPLODED = "nonfinite", "exploded"
 
 
 @dataclass
@@ -33,6 +36,9 @@ class Outcome:
     steps_done: int = 0
     diverged: bool = False
     diverged_at_step: int | None = None
+    divergence_cause: str | None = None  # NONFINITE | EXPLODED
+    divergence_detail: str = ""  # the value and the threshold it crossed, for people
+    explode_threshold: float = math.inf  # in loss units; set by the step-0 evaluation
     steps_to_solve: int | None = None
     flow_start: dict | None = None
     flow_end: dict | None = None
@@ -57,6 +63,26 @@ def task_loss(task: Task, targets: np.ndarray, outputs: np.ndarray) -> float:
 
 def _finite_weights(model: keras.Model) -> bool:
     return all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def explode_threshold(config: RunConfig, task: Task, initial_val_loss: float) -> float:
+    """The loss above which a run has exploded: explode_factor × max(baseline, initial val loss).
+
+    Relative to the larger of the two so that neither an initialisation worse than the baseline
+    (adding starts ~10× above it, copy ~4×) nor a near-zero baseline makes ordinary training count.
+    """
+    start = initial_val_loss if math.isfinite(initial_val_loss) else 0.0
+    return config.explode_factor * max(task.baseline_loss, start)
+
+
+def divergence(record: dict, threshold: float) -> tuple[str, str] | None:
+    """(cause, detail) if the evaluation `record` shows a diverged run, else None."""
+    if not math.isfinite(record["val_loss"]):
+        return NONFINITE, f"val_loss {record['val_loss']}"
+    for key in ("loss", "val_loss"):
+        if record.get(key, -math.inf) > threshold:
+            return EXPLODED, f"{key} {record[key]:.4g} > {threshold:.4g}"
+    return None
 
 
 class Trainer:
@@ -119,6 +145,7 @@ class Trainer:
         out = Outcome(model=self.model)
         rng = np.random.default_rng([c.seed, 0])
         record, extras = self._evaluation(0, [])
+        out.explode_threshold = explode_threshold(c, task, record["val_loss"])
         out.evaluations.append(record)
         out.flow_start = extras["flow"]
         on_eval(record)
@@ -131,21 +158,22 @@ class Trainer:
             loss, norm = (float(v) for v in self._train_step(x, y))
             out.steps_done = step
             if not (math.isfinite(loss) and math.isfinite(norm)):
-                out.diverged, out.diverged_at_step = True, step
+                _diverge(out, step, NONFINITE, f"loss {loss}, gradient norm {norm}")
                 break
             window.append((loss, norm))
             if step % c.eval_every and step != c.steps:
                 continue
             if not _finite_weights(self.model):
-                out.diverged, out.diverged_at_step = True, step
+                _diverge(out, step, NONFINITE, "a non-finite weight")
                 break
             record, extras = self._evaluation(step, window)
             window = []
             out.evaluations.append(record)
             out.flow_end, out.gate_values = extras["flow"], extras["gates"]
             on_eval(record)
-            if not math.isfinite(record["val_loss"]):
-                out.diverged, out.diverged_at_step = True, step
+            diverged = divergence(record, out.explode_threshold)
+            if diverged:
+                _diverge(out, step, *diverged)
                 break
             if out.steps_to_solve is None and task.solved(record[f"val_{task.metric_name}"]):
                 out.steps_to_solve = step
@@ -158,8 +186,18 @@ class Trainer:
         return out
 
 
+def _diverge(out: Outcome, step: int, cause: str, detail: str) -> None:
+    out.diverged, out.diverged_at_step = True, step
+    out.divergence_cause, out.divergence_detail = cause, detail
+
+
 def summary(outcome: Outcome, config: RunConfig, task: Task) -> dict[str, float]:
-    """The run's summary metrics: best, final, baseline, solved, divergence, size and speed."""
+    """The run's summary metrics: best, final, baseline, solved, divergence, size and speed.
+
+    A diverged run keeps its best and final values as the curves show them (the report ranks it
+    worst by `diverged`, never by them) and is not `solved`, even if it reached the target first:
+    what it ended with is a blown-up network. `steps_to_solve` still says when it got there.
+    """
     name = f"val_{task.metric_name}"
     evals = [e for e in outcome.evaluations if e["step"] > 0] or outcome.evaluations
     finite = [e for e in evals if math.isfinite(e["val_loss"])]
@@ -174,7 +212,7 @@ def summary(outcome: Outcome, config: RunConfig, task: Task) -> dict[str, float]
         "baseline": task.baseline_loss,
         f"baseline_{task.metric_name}": task.baseline_metric,
         "val_loss_over_baseline": last["val_loss"] / task.baseline_loss,
-        "solved": float(outcome.steps_to_solve is not None),
+        "solved": float(outcome.steps_to_solve is not None and not outcome.diverged),
         "diverged": float(outcome.diverged),
         "n_params": float(outcome.model.count_params()),
         "steps_done": float(outcome.steps_done),
