@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from experiments.report import stats
+from experiments.report import divergence, stats
 from experiments.report.descriptors import norm
 from experiments.report.load import SweepResults
 from experiments.report.metrics import GROUP, PRIMARY, summary_metrics
@@ -22,24 +22,29 @@ def _by(df: pd.DataFrame, by) -> list[str]:
 def lr_table(
     df: pd.DataFrame, metric: str = PRIMARY, higher_is_better: bool = False, by=None
 ) -> pd.DataFrame:
-    """Per configuration and learning rate: seeds, non-finite seeds, mean of `metric`; `chosen` marks
-    the best LR (fewest non-finite seeds first, then the best mean, then the smaller LR)."""
+    """Per configuration and learning rate: seeds, diverged seeds, other non-finite seeds, and the mean
+    of `metric` over the rest; `chosen` marks the best LR: the smallest share of bad seeds (diverged
+    or non-finite: a diverged run never ranks by the best score it reached before diverging), then
+    the best mean, then the smaller LR."""
     by = _by(df, by)
     rows = []
     for key, g in df.groupby([*by, "learning_rate"], sort=True):
         v = g[metric].to_numpy(dtype=float)
-        ok = v[np.isfinite(v)]
+        gone = divergence.diverged(g)
+        ok = v[np.isfinite(v) & ~gone]
         rows.append(
             {
                 **dict(zip([*by, "learning_rate"], key)),
                 "n": len(v),
-                "n_nonfinite": len(v) - len(ok),
+                "n_diverged": int(gone.sum()),
+                "n_nonfinite": int((~np.isfinite(v) & ~gone).sum()),
                 "mean": float(ok.mean()) if len(ok) else math.nan,
             }
         )
-    table = pd.DataFrame(rows, columns=[*by, "learning_rate", "n", "n_nonfinite", "mean"])
+    table = pd.DataFrame(rows, columns=[*by, "learning_rate", "n", "n_diverged", "n_nonfinite", "mean"])
     score = table["mean"] * (-1 if higher_is_better else 1)
-    ranked = table.assign(_bad=table["n_nonfinite"] / table["n"].clip(lower=1), _score=score.fillna(math.inf))
+    bad = (table["n_diverged"] + table["n_nonfinite"]) / table["n"].clip(lower=1)
+    ranked = table.assign(_bad=bad, _score=score.fillna(math.inf))
     ranked = ranked.sort_values([*by, "_bad", "_score", "learning_rate"])
     table["chosen"] = False
     table.loc[ranked.index[~ranked.duplicated(by, keep="first")], "chosen"] = True
@@ -112,10 +117,11 @@ def assign_references(configs: pd.DataFrame, reference: dict) -> dict[tuple, tup
 
 
 def _values(df: pd.DataFrame, key: tuple, metric: str) -> np.ndarray:
+    """The configuration's `metric` per run, a diverged run's at the worst value (`divergence`)."""
     mask = np.ones(len(df), dtype=bool)
     for col, v in zip(GROUP, key):
         mask &= (df[col] == v).to_numpy()
-    return df.loc[mask, metric].to_numpy(dtype=float) if metric in df else np.array([])
+    return divergence.counted(df.loc[mask], metric)
 
 
 def summarize(
@@ -123,7 +129,10 @@ def summarize(
 ) -> pd.DataFrame:
     """Per configuration (rows of `chosen` = best-over-LR seeds): LR, seeds, rates, mean/CI per metric.
 
-    `steps_to_solve` is averaged over solved seeds only; other metrics over seeds with finite values.
+    A diverged seed is not solved. `steps_to_solve` is averaged over solved seeds only; outcome
+    metrics (losses, the task metric) over the seeds that did not diverge (`divergence.counted`);
+    other metrics over seeds with finite values. The divergence rate has its Wilson interval
+    (`divergence_ci_low/high`).
     """
     by = _by(chosen, None)
     task = chosen["task"].iloc[0] if "task" in chosen and len(chosen) else "copy"
@@ -133,18 +142,21 @@ def summarize(
         key = key if isinstance(key, tuple) else (key,)
         solved = g["solved"].to_numpy(dtype=float) if "solved" in g else np.zeros(len(g))
         diverged = g["diverged"].to_numpy(dtype=float) if "diverged" in g else np.zeros(len(g))
+        n_div = int(np.nansum(diverged == 1))
+        solved = np.where(diverged == 1, 0.0, solved)  # what a diverged run ended with is no solution
         row = {
             **dict(zip(by, key)),
             "learning_rate": float(g["learning_rate"].iloc[0]),
             "n_seeds": len(g),
             "n_solved": int(np.nansum(solved == 1)),
             "solve_rate": float(np.nanmean(solved == 1)),
-            "n_diverged": int(np.nansum(diverged == 1)),
+            "n_diverged": n_div,
             "divergence_rate": float(np.nanmean(diverged == 1)),
+            **dict(zip(("divergence_ci_low", "divergence_ci_high"), divergence.rate_ci(n_div, len(g)))),
             "n_params": float(g["n_params"].mean()) if "n_params" in g else math.nan,
         }
         for m in metrics:
-            values = g[m].to_numpy(dtype=float) if m in g else np.array([])
+            values = divergence.counted(g, m)
             if m == "steps_to_solve" and len(values):
                 values = values[solved == 1]
             n, mean, low, high = stats.mean_ci(values, confidence)
@@ -157,12 +169,13 @@ def compare_to_reference(
     chosen: pd.DataFrame, references: dict[tuple, tuple], metric: str = PRIMARY, test: str = "auto"
 ) -> pd.DataFrame:
     """Each non-reference configuration vs its reference on `metric`: difference (Welch CI), Hedges'
-    g, test and p; `p_holm` corrects over the configurations of one study and task."""
+    g, test and p (a worst-rank comparison when a seed diverged: `divergence.compare`); `p_holm`
+    corrects over the configurations of one study and task."""
     rows = []
     for key, ref in sorted(references.items()):
         if key == ref:
             continue
-        c = stats.compare(_values(chosen, key, metric), _values(chosen, ref, metric), test)
+        c = divergence.compare(_values(chosen, key, metric), _values(chosen, ref, metric), test)
         rows.append({**dict(zip(GROUP, key)), "reference": ref[2], **c.as_dict()})
     cols = [*GROUP, "reference", *stats.Comparison.__dataclass_fields__, "p_holm"]
     out = pd.DataFrame(rows, columns=cols[:-1])

@@ -15,22 +15,30 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from experiments.report import stats
+from experiments.report import divergence, stats
 from experiments.report.claim_catalogue import CLAIMS, Claim, Contrast
 from experiments.report.metrics import GROUP, PRIMARY
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED = "supported", "contradicted", "inconclusive", "not tested"
 
 RULES = """\
-* **Data.** Per configuration, the seeds at its best learning rate (the one whose mean
-  `best_val_loss_over_baseline` over seeds is lowest; seeds with a non-finite value rank an LR
-  last). A contrast "A vs B" pairs configurations of one study and one task whose parameters are
+* **Data.** Per configuration, the seeds at its best learning rate (the one with the smallest
+  share of diverged or non-finite seeds, then the lowest mean `best_val_loss_over_baseline` over
+  the other seeds). A contrast "A vs B" pairs configurations of one study and one task whose parameters are
   equal except those the contrast varies. Metric: `best_val_loss_over_baseline` (lower is better,
   1 = memoryless baseline) unless stated; claim (h) uses log10 of `grad_flow_ratio_init`
   (‖∂L/∂h_1‖/‖∂L/∂h_T‖ at initialisation; lower = faster decay), with `_final` as context.
 * **Test.** {test_rule}. Divergence rates (claim d) are compared with Fisher's exact test
   over *all* learning rates of the two configurations. All p-values of one claim (every part,
   every contrast, loss and divergence tests) form one Holm family; context rows form their own.
+* **Diverged runs rank worst.** A run diverged when its loss or gradient became non-finite or its
+  loss exceeded `explode_factor` × max(memoryless baseline, initial validation loss). Its loss
+  and task metric count as the worst possible value, never as the best score it reached before
+  diverging: in learning-rate selection its seed counts as bad (like a non-finite one), and a
+  contrast with a diverged seed on either side is a worst-rank comparison: Mann–Whitney U with
+  every diverged seed ranked below every other and tied with the rest, the Hodges–Lehmann shift
+  as Δ, no CI or g (so such a contrast is never *for* an equivalence or non-inferiority), means
+  over the seeds that did not diverge.
 * **Directional contrast** ("A worse/lower than B"): *for* if Holm p < {alpha} with the difference
   in the claimed direction (claim h1 also needs ≥ 1 decade: mean log10 difference ≤ −1);
   *against* if Holm p < {alpha} in the opposite direction; otherwise *neutral*. With a
@@ -113,9 +121,7 @@ def _values(df: pd.DataFrame, row: dict, metric: str) -> np.ndarray:
     mask = np.ones(len(df), dtype=bool)
     for k in GROUP:
         mask &= (df[k] == row[k]).to_numpy()
-    if metric not in df.columns:
-        return np.array([])
-    return df.loc[mask, metric].to_numpy(dtype=float)
+    return divergence.counted(df.loc[mask], metric)  # a diverged run at the metric's worst value
 
 
 def _count(df: pd.DataFrame, row: dict, column: str) -> tuple[int, int]:
@@ -139,7 +145,7 @@ def _measure(
         out.update(n_params_a=a.get("n_params", math.nan), n_params_b=b.get("n_params", math.nan))
         return out
     va, vb = _values(chosen, a, contrast.metric), _values(chosen, b, contrast.metric)
-    out.update(stats.compare(va, vb, test).as_dict())
+    out.update(divergence.compare(va, vb, test).as_dict())
     out.update(
         lr_a=float(_values(chosen, a, "learning_rate")[0]) if len(va) else math.nan,
         lr_b=float(_values(chosen, b, "learning_rate")[0]) if len(vb) else math.nan,
@@ -162,7 +168,8 @@ def _outcome(row: dict, contrast: Contrast, opts: Options) -> str:
         return "for" if (na < nb if expect == "fewer_params" else na == nb) else "against"
     if min(row["n_a"], row["n_b"]) < 2:
         return "neutral"
-    if contrast.metric == PRIMARY and min(row["mean_a"], row["mean_b"]) >= opts.learned:
+    # fmin: a side whose every seed diverged has no mean, and learned nothing either.
+    if contrast.metric == PRIMARY and np.fmin(row["mean_a"], row["mean_b"]) >= opts.learned:
         row["note"] = "neither side learned"
         return "neutral"
     diff, low, high, p = row["diff"], row["diff_ci_low"], row["diff_ci_high"], row["p_holm"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from experiments.report import divergence
 from experiments.report.claim_evaluation import NOT_TESTED, Options
 from experiments.report.write import fmt, markdown_table
 
@@ -16,14 +17,20 @@ def key_numbers(result: dict) -> str:
                 n_a, n_b = fmt(r["n_params_a"], 8), fmt(r["n_params_b"], 8)
                 bits.append(f"[{part['id']}] {where}: n_params {n_a} vs {n_b} ({r['outcome']})")
                 continue
+            ci = (
+                f" [{r['diff_ci_low']:+.3g}, {r['diff_ci_high']:+.3g}]"
+                if r["diff_ci_low"] == r["diff_ci_low"]
+                else ""
+            )
             text = (
                 f"[{part['id']}] {where}: {r['mean_a']:.3g} vs {r['mean_b']:.3g}, "
-                f"Δ {r['diff']:+.3g} [{r['diff_ci_low']:+.3g}, {r['diff_ci_high']:+.3g}], "
+                f"Δ {r['diff']:+.3g}{ci}, "
                 f"g {fmt(r['hedges_g'], 2)}, {r['test']} p_holm {fmt(r['p_holm'])}"
             )
             if "div_p" in r:
                 text += (
-                    f", diverged {r['diverged_a']}/{r['runs_a']} vs {r['diverged_b']}/{r['runs_b']} "
+                    f", diverged {divergence.rate_text(r['diverged_a'], r['runs_a'])} vs "
+                    f"{divergence.rate_text(r['diverged_b'], r['runs_b'])} "
                     f"(p_holm {fmt(r['div_p_holm'])})"
                 )
             note = f": {r['note']}" if r.get("note") else ""
@@ -74,7 +81,8 @@ def _contrast_row(r: dict) -> list:
     )
     if "div_p" in r:
         extra = (
-            f"diverged {r['diverged_a']}/{r['runs_a']} vs {r['diverged_b']}/{r['runs_b']}, "
+            f"diverged {divergence.rate_text(r['diverged_a'], r['runs_a'])} vs "
+            f"{divergence.rate_text(r['diverged_b'], r['runs_b'])}, "
             f"Fisher p {fmt(r['div_p'], 2)} ({fmt(r['div_p_holm'], 2)})"
         )
     diff = f"{fmt(r['diff'])} [{fmt(r['diff_ci_low'])}, {fmt(r['diff_ci_high'])}]"

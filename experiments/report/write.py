@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from experiments.report import stats
+from experiments.report import divergence, stats
 from experiments.report.claim_evaluation import Options
 from experiments.report.load import SweepResults
 from experiments.report.metrics import FLOW, FLOW_FINAL, PRIMARY, task_metric
@@ -54,7 +54,7 @@ def table_markdown(table: pd.DataFrame, task: str, refs: set) -> str:
         f"final_val_{m}",
         "steps_to_solve (solved)",
         "solved",
-        "diverged",
+        "diverged [95 % CI]",
         "log10 flow init / final",
         "n_params",
         "Δ vs ref [95 % CI]",
@@ -75,7 +75,7 @@ def table_markdown(table: pd.DataFrame, task: str, refs: set) -> str:
                 _ci(r, f"final_val_{m}"),
                 _ci(r, "steps_to_solve"),
                 f"{r['n_solved']}/{r['n_seeds']}",
-                f"{r['n_diverged']}/{r['n_seeds']}",
+                divergence.rate_text(r["n_diverged"], r["n_seeds"]),
                 f"{fmt(r.get(f'{FLOW}_mean'))} / {fmt(r.get(f'{FLOW_FINAL}_mean'))}",
                 fmt(r["n_params"], 6),
                 "–"
@@ -109,10 +109,15 @@ def slug(text: str) -> str:
 
 def method_text(opts: Options) -> str:
     return (
-        "Per configuration the learning rate with the lowest mean `best_val_loss_over_baseline` over seeds "
-        "is chosen (best-over-LR; `lr_selection.csv`); its FINISHED seeds are summarised as mean [95 % "
-        "t-interval]. `steps_to_solve` is over solved seeds only; gradient-flow ratios are summarised on "
-        "log10. Versus the reference configuration: Δ = mean − mean(ref) of `best_val_loss_over_baseline` "
+        "Per configuration the learning rate with the fewest diverged or non-finite seeds, then the lowest "
+        "mean `best_val_loss_over_baseline` over the other seeds, is chosen (best-over-LR; "
+        "`lr_selection.csv`); its FINISHED seeds are summarised as mean [95 % t-interval]. A diverged run "
+        "(non-finite, or a loss above `explode_factor` × max(baseline, initial validation loss)) counts "
+        "as worst: its losses and task metric are left out of the means, its divergence rate is shown "
+        "with a 95 % Wilson interval, and a comparison with a diverged seed ranks it below every other "
+        "(Mann–Whitney U, Hodges–Lehmann Δ, no CI). `steps_to_solve` is over solved seeds only; "
+        "gradient-flow ratios are summarised on log10. Versus the reference configuration: Δ = mean − "
+        "mean(ref) of `best_val_loss_over_baseline` "
         f"with its Welch 95 % CI, Hedges' g (bias-corrected, pooled sd) and the p-value of the test "
         f"(`--test {opts.test}`: {stats.TEST_RULE}), Holm-corrected over the configurations of one study "
         "and task."
