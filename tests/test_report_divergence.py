@@ -96,6 +96,9 @@ def test_outcome_metrics_of_a_diverged_run_count_as_worst_and_flow_at_init_stays
     assert list(divergence.counted(df, "best_val_loss_over_baseline")) == [math.inf, 0.2]
     assert list(divergence.counted(df, "best_val_accuracy")) == [-math.inf, 0.8]  # higher is better
     assert list(divergence.counted(df, "log10_grad_flow_ratio_init")) == [-3.0, -2.0]
+    nan_run = pd.DataFrame({"best_val_loss_over_baseline": [math.nan, math.nan], "diverged": [1.0, 0.0]})
+    worst_nan, other = divergence.counted(nan_run, "best_val_loss_over_baseline")
+    assert worst_nan == math.inf and math.isnan(other)  # a NaN that diverged is worst, not dropped
 
 
 def test_the_report_chooses_the_stable_rate_ranks_diverged_seeds_worst_and_prints_the_rate_ci(store):
