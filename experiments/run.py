@@ -262,7 +262,7 @@ def _log_model(recorder: offline.Recorder, config: RunConfig, task, trainer, out
 
 
 def _print_verdict(outcome, results: dict) -> None:
-    verdict = "solved" if results["solved"] else "not solved"
+    verdict = f"solved at step {results['steps_to_solve']:.0f}" if results["solved"] else "not solved"
     if outcome.diverged:
         verdict = (
             f"DIVERGED ({outcome.divergence_cause} at step {outcome.diverged_at_step}: "

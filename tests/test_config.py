@@ -54,7 +54,7 @@ def test_parsing_the_config_imports_neither_tensorflow_nor_keras():
 
 def test_strings_are_parsed_to_their_types_and_logged_back_verbatim():
     c = cfg.from_strings(
-        {"seq_len": "100", "learning_rate": "1e-3", "variable_delay": "True", "clipnorm": "0"}
+        {"task": "copy", "seq_len": "100", "learning_rate": "1e-3", "variable_delay": "True", "clipnorm": "0"}
     )
     assert (c.seq_len, c.learning_rate, c.variable_delay, c.clipnorm) == (100, 0.001, True, 0.0)
     params = c.as_params()

@@ -297,8 +297,8 @@ def test_run_names_say_what_differs_and_skip_the_bias_of_a_missing_forget_gate()
     named = run_name(
         from_strings({"task": "adding", "forget_bias": "2.0", "candidate_activation": "relu", "seed": "3"})
     )
-    assert named == "adding-T20 lstm/keras fb=2 relu s3"
-    assert run_name(from_strings({"cell": "gru", "variant": "NUG"})) == "copy-T20 gru/NUG tanh s0"
+    assert named == "adding-T100 lstm/keras fb=2 relu s3"
+    assert run_name(from_strings({"cell": "gru", "variant": "NUG"})) == "adding-T100 gru/NUG tanh s0"
 
 
 def test_the_progress_line_prints_what_is_known_and_no_nan(capsys):

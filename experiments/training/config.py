@@ -82,8 +82,11 @@ def _bool(text: str) -> bool:
 class RunConfig:
     """Parameters of one training run, parsed (types checked) but not yet resolved."""
 
-    task: str = "copy"
-    seq_len: int = 20
+    # The default run shows the phenomenon on 2 cores in about 2 minutes: the adding problem over
+    # 100 steps sits at the memoryless baseline, then an LSTM learns to carry the two marked
+    # numbers and solves it (seeds 0-2 at steps 1,000-1,900 of 3,000).
+    task: str = "adding"
+    seq_len: int = 100
     cell: str = "lstm"
     variant: str = "keras"
     forget_bias: str = AUTO  # a float, 'chrono', 'none' or auto (the cell's default)
@@ -98,7 +101,7 @@ class RunConfig:
     # explode_factor × max(the memoryless baseline loss, the validation loss at step 0).
     explode_factor: float = 100.0
     batch_size: int = 64
-    steps: int = 2000
+    steps: int = 3000
     eval_every: int = 100
     seed: int = 0
     corpus: str = AUTO  # char_lm: tinyshakespeare | ptb | a path; sentiment: sst2 | imdb
