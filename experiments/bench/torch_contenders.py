@@ -28,6 +28,9 @@ def set_threads(torch, intra: int, inter: int) -> None:
     """Give torch the thread counts TensorFlow runs with. The inter-op pool can only be sized
     before torch first uses it; a second call (several shapes in one process) keeps the first."""
     torch.set_num_threads(intra)
+    # TensorFlow flushes denormals to zero in its threads; without this, the adding shape's
+    # vanishing gradients (loss on the last step only) run torch ~10× slower on denormal floats.
+    torch.set_flush_denormal(True)
     with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(inter)
 
