@@ -7,6 +7,11 @@ steps/s and ratios to the built-in of the same kind. Run:
     python -m experiments.benchmark [--shapes copy adding char_lm] [--variants NFG CIFG ...]
                                     [--rungs native,x86-64-v3,x86-64-v2]
 
+When PyTorch is importable (`pip install .[bench]`), its `nn.LSTM` and `nn.GRU` train in the
+same rounds, on the same batch and thread counts, and every row shows its ratio to them; the run
+then measures the peak memory of one step at the char-LM shape with T=1,000, each layer in a
+fresh process (`--memory_seq_len 0` leaves that out).
+
 `--rungs` adds our LSTM and GRU on the fused kernel built with each rung of the compiler-flag
 ladder (`LSTM:x86-64-v3`: what a CPU with AVX2 only gets), loaded beside the default build.
 """
@@ -18,6 +23,12 @@ import os
 import statistics
 import time
 from dataclasses import dataclass
+
+from experiments.bench import memory as bench_memory
+from experiments.bench import torch_contenders
+from experiments.bench.tables import format_memory, format_table, markdown_table
+
+__all__ = ["format_memory", "format_table", "markdown_table"]  # the tables' home: experiments.bench.tables
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -173,7 +184,7 @@ def _kind(name: str) -> str | None:
     if "/" in name:
         return None
     for kind in GATES:
-        if name.removeprefix("keras.").split(":")[0].startswith(kind):
+        if name.removeprefix("keras.").removeprefix("torch.").split(":")[0].startswith(kind):
             return kind
     return None
 
@@ -192,24 +203,8 @@ def _train_step(model, x, y, kernel=None):
     return step
 
 
-def run_shape(
-    shape: Shape, variants: list[str], rounds: int, steps: int, seed: int = 0, rungs: dict | None = None
-) -> list[dict]:
-    import keras
-    import numpy as np
-
-    rungs = rungs or {}
-    keras.utils.set_random_seed(seed)
-    rng = np.random.default_rng(seed)
-    x, y = _batch(shape, rng)
-    entries = contenders(shape, variants, rungs)
-    models = {name: build_model(shape, factory()) for name, (_, factory) in entries.items()}
-    # `LSTM:<rung>` contenders run pinned to that rung's build.
-    pins = {name: rungs[name.split(":", 1)[1]] for name in entries if ":" in name}
-    jobs = {name: _train_step(model, x, y, pins.get(name)) for name, model in models.items()}
-    # The per-step GEMM peak is timed in the same rounds, so the same noise hits it.
-    probes = {f"gemm.{kind}": gemm_probe(shape, kind) for kind in GATES}
-    jobs.update({name: fn for name, (fn, _) in probes.items()})
+def _median_rates(jobs: dict, rounds: int, steps: int) -> dict[str, float]:
+    """Median steps/s of each job over `rounds` interleaved rounds of `steps` calls."""
     for job in jobs.values():  # compile the train step and warm the caches
         for _ in range(3):
             job()
@@ -222,22 +217,57 @@ def run_shape(
             for _ in range(steps):
                 jobs[name]()
             rates[name].append(steps / (time.perf_counter() - start))
-    medians = {name: statistics.median(r) for name, r in rates.items()}
+    return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def run_shape(
+    shape: Shape,
+    variants: list[str],
+    rounds: int,
+    steps: int,
+    seed: int = 0,
+    rungs: dict | None = None,
+    torch=None,
+) -> list[dict]:
+    """Rows of one shape's contenders; with `torch` (the module), PyTorch's LSTM and GRU too,
+    and each full-gate row's `vs_torch`: its steps/s over PyTorch's layer of the same kind."""
+    import keras
+    import numpy as np
+
+    rungs = rungs or {}
+    keras.utils.set_random_seed(seed)
+    x, y = _batch(shape, np.random.default_rng(seed))
+    entries = contenders(shape, variants, rungs)
+    models = {name: build_model(shape, factory()) for name, (_, factory) in entries.items()}
+    # `LSTM:<rung>` contenders run pinned to that rung's build.
+    pins = {name: rungs[name.split(":", 1)[1]] for name in entries if ":" in name}
+    jobs = {name: _train_step(model, x, y, pins.get(name)) for name, model in models.items()}
+    described = {
+        name: {"reference": ref, "params": models[name].count_params(), "engine": _engine(models[name])}
+        for name, (ref, _) in entries.items()
+    }
+    for name, (step, params) in (
+        torch_contenders.contenders(torch, shape, x, y, seed) if torch else {}
+    ).items():
+        jobs[name] = step
+        described[name] = {"reference": name, "params": params, "engine": "torch"}
+    # The per-step GEMM peak is timed in the same rounds, so the same noise hits it.
+    probes = {f"gemm.{kind}": gemm_probe(shape, kind) for kind in GATES}
+    jobs.update({name: fn for name, (fn, _) in probes.items()})
+    medians = _median_rates(jobs, rounds, steps)
     peak = {kind: medians[f"gemm.{kind}"] * probes[f"gemm.{kind}"][1] for kind in GATES}
     rows = []
-    for name, (ref, _) in entries.items():
+    for name, d in described.items():
         kind = _kind(name)
-        engine = _engine(models[name])
         rows.append(
             {
                 "shape": shape.name,
                 "layer": name,
-                "reference": ref,
+                **d,
                 "steps_per_s": medians[name],
-                "ratio": medians[name] / medians[ref],
-                "params": models[name].count_params(),
-                "engine": engine,
-                "rung": _rung_of(engine, pins.get(name)),
+                "ratio": medians[name] / medians[d["reference"]],
+                "vs_torch": medians[name] / medians[f"torch.{kind}"] if torch and kind else None,
+                "rung": _rung_of(d["engine"], pins.get(name)),
                 # Share of the per-step GEMM peak the whole training step reaches on the
                 # recurrent products alone (embedding, head and optimizer not counted).
                 "gemm_share": medians[name] * recurrent_flops(shape, kind) / peak[kind] if kind else None,
@@ -247,31 +277,14 @@ def run_shape(
     return rows
 
 
-def format_table(rows: list[dict]) -> str:
-    lines = [
-        f"{'shape':8} {'layer':18} {'engine':8} {'rung':18} {'steps/s':>8} {'ratio':>6}  vs {'':12} "
-        f"{'params':>8} gemm%"
-    ]
-    for r in rows:
-        share = f"{100 * r['gemm_share']:5.0f}" if r.get("gemm_share") else ""
-        lines.append(
-            f"{r['shape']:8} {r['layer']:18} {r.get('engine', ''):8} {r.get('rung') or '':18} "
-            f"{r['steps_per_s']:8.2f} {r['ratio']:6.2f}  vs {r['reference']:12} {r['params']:8d} {share}"
-        )
-    peaks = {
-        r["layer"].removeprefix("keras."): r["gemm_peak_gflops"] for r in rows if r.get("gemm_peak_gflops")
-    }
-    if peaks:
-        lines.append(
-            "gemm% = recurrent GEMM FLOP/s of a training step / this CPU's per-step GEMM peak ("
-            + ", ".join(f"{k}: {v:.0f} GFLOP/s" for k, v in peaks.items() if k in GATES)
-            + ")"
-        )
-    return "\n".join(lines)
-
-
-def log_to_mlflow(rows: list[dict], args: argparse.Namespace) -> str:
-    """One run per benchmark: ratios and steps/s as metrics, so performance history shows in the UI."""
+def log_to_mlflow(
+    rows: list[dict],
+    args: argparse.Namespace,
+    memory: list[dict] | None = None,
+    torch_note: str | None = None,
+) -> str:
+    """One run per benchmark: ratios and steps/s as metrics, so performance history shows in the UI;
+    `memory`: results of `bench.memory.in_fresh_process`; `torch_note`: why PyTorch is missing."""
     import mlflow
 
     from experiments.tracking import records as tracking
@@ -294,6 +307,7 @@ def log_to_mlflow(rows: list[dict], args: argparse.Namespace) -> str:
                 "benchmark": "true",
                 "git_commit": commit,
                 "git_dirty": str(dirty).lower(),
+                "torch": torch_note or "side by side",
                 **{f"version.{k}": v for k, v in tracking.package_versions().items()},
             }
         )
@@ -302,43 +316,17 @@ def log_to_mlflow(rows: list[dict], args: argparse.Namespace) -> str:
             mlflow.log_metrics({f"steps_per_s.{key}": r["steps_per_s"], f"ratio.{key}": r["ratio"]})
             if r.get("gemm_share"):
                 mlflow.log_metric(f"gemm_share.{key}", r["gemm_share"])
-        mlflow.log_text(format_table(rows), "benchmark.txt")
+            if r.get("vs_torch"):
+                mlflow.log_metric(f"vs_torch.{key}", r["vs_torch"])
+        for m in memory or []:
+            if "error" not in m:
+                mlflow.log_metric(f"memory_mb.char_lm_T{m['seq_len']}.{m['layer']}", m["first_step_mb"])
+        mlflow.log_text(format_table(rows, torch_note), "benchmark.txt")
         mlflow.log_text(markdown_table(mlflow.get_run(run.info.run_id).data.metrics), "benchmark.md")
     return run.info.run_id
 
 
-def markdown_table(metrics: dict[str, float]) -> str:
-    """The performance table of docs/benchmarks.md from a benchmark run's metrics (`ratio.<shape>.<layer>`,
-    `gemm_share.<shape>.<layer>`): one row per shape, ours against the built-ins."""
-    shapes = [s for s in SHAPES if f"ratio.{s}.LSTM" in metrics]
-    variants = sorted(
-        {k.split(".", 2)[2] for k in metrics if k.startswith("ratio.") and "/" in k and "-plain" not in k}
-    )
-
-    def cell(shape: str, layer: str) -> str:
-        ratio = metrics.get(f"ratio.{shape}.{layer}")
-        share = metrics.get(f"gemm_share.{shape}.{layer}") if "/" not in layer else None
-        if ratio is None:
-            return "–"
-        return f"{ratio:.2f}×" + (f" ({100 * share:.0f} %)" if share is not None else "")
-
-    layers = {"LSTM": "fused", "LSTM-while": "tf_while", "LSTM-plain": "plain"}
-    layers.update({k.replace("LSTM", "GRU"): v for k, v in layers.items()})
-    head = [
-        "shape",
-        *(f"{k.split('-')[0]} ({v})" for k, v in layers.items()),
-        *(f"{v} (vs plain)" for v in variants),
-    ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for shape in shapes:
-        sh = SHAPES[shape]
-        desc = f"{shape} (B{sh.batch}, T{sh.seq_len}, {sh.units} units)"
-        row = [desc, *(cell(shape, layer) for layer in (*layers, *variants))]
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> list[dict]:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--variants", nargs="*", default=[], help="extra LSTM/GRU variants to time")
@@ -352,6 +340,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10, help="train steps per timed round")
     parser.add_argument(
+        "--threads", type=int, default=0, help="TensorFlow's (and PyTorch's) threads; 0: every core"
+    )
+    parser.add_argument(
+        "--memory_seq_len", type=int, default=1000, help="T of the peak-memory step (0: not measured)"
+    )
+    parser.add_argument("--memory_batch", type=int, default=64)
+    parser.add_argument(
         "--mlflow", default="false", choices=["true", "false"], help="log a run (MLproject: true)"
     )
     parser.add_argument(
@@ -359,6 +354,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         metavar="RUN_ID",
         help="print docs/benchmarks.md's table of a logged benchmark run and stop",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.readme_table:
         import mlflow
@@ -370,15 +370,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for v in args.variants:
         if v not in lk.LSTM_VARIANTS and v not in lk.GRU_VARIANTS:
             parser.error(f"unknown variant {v!r}; valid: {', '.join([*lk.LSTM_VARIANTS, *lk.GRU_VARIANTS])}")
+    torch, torch_note = torch_contenders.prepare(args.threads)
     rungs, failed = load_rungs(args.rungs)
     for line in failed:
         print(f"rung {line} (left out)", flush=True)
     rows = []
     for name in args.shapes:
-        rows += run_shape(SHAPES[name], args.variants, args.rounds, args.steps, rungs=rungs)
-        print(format_table([r for r in rows if r["shape"] == name]), flush=True)
+        rows += run_shape(SHAPES[name], args.variants, args.rounds, args.steps, rungs=rungs, torch=torch)
+        print(format_table([r for r in rows if r["shape"] == name], torch_note), flush=True)
+    layers = [la for la in bench_memory.LAYERS if torch or not la.startswith("torch.")]
+    memory = (
+        bench_memory.measure_all(args.memory_batch, args.memory_seq_len, layers)
+        if args.memory_seq_len
+        else []
+    )
+    if memory:
+        print(format_memory(memory), flush=True)
     if args.mlflow == "true":
-        print(f"logged to MLflow run {log_to_mlflow(rows, args)}", flush=True)
+        print(f"logged to MLflow run {log_to_mlflow(rows, args, memory, torch_note)}", flush=True)
     return rows
 
 

@@ -1,5 +1,9 @@
 """The benchmark runs and reports ratios against the right reference (no timing asserted)."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from experiments import benchmark
@@ -87,10 +91,11 @@ def test_readme_table_is_built_from_a_runs_metrics():
         "| shape | LSTM (fused) | LSTM (tf_while) | LSTM (plain) | GRU (fused) | GRU (tf_while) | GRU (plain)"
         " | LSTM/NFG (vs plain) |"
     )
-    assert len(table) == 3  # header, rule, copy: adding and char_lm were not run
+    assert len(table) == 5  # header, rule, copy (adding and char_lm were not run), the PyTorch note
     assert (
         table[2] == "| copy (B128, T120, 128 units) | 1.01× (51 %) | 1.04× | 0.96× | 1.29× | – | – | 1.16× |"
     )
+    assert table[4].startswith("PyTorch was not installed for this run")
 
 
 @pytest.mark.tf_only
@@ -109,3 +114,87 @@ def test_benchmark_times_our_layers_on_another_rung_beside_the_default_build():
     assert rows["LSTM:x86-64-v2"]["reference"] == "keras.LSTM" and rows["keras.GRU"]["rung"] is None
     assert rows["GRU:x86-64-v2"]["engine"] == "fused" and rows["LSTM-while"]["rung"] is None
     assert "LSTM:x86-64-v2" in benchmark.format_table(list(rows.values()))
+
+
+# --- PyTorch side by side (torch is the optional extra `bench`: these skip without it) ---
+
+TINY = benchmark.Shape("tiny", batch=4, seq_len=5, features=3, units=4, outputs=2)
+TOKENS = benchmark.Shape("tokens", batch=4, seq_len=6, features=7, units=5, outputs=7, embedding=3)
+LAST = benchmark.Shape("last", batch=4, seq_len=6, features=2, units=5, outputs=1, per_step=False)
+
+
+def _torch():
+    return pytest.importorskip("torch", reason="PyTorch not installed (pip install '.[bench]')")
+
+
+@pytest.mark.tf_only
+@pytest.mark.parametrize("shape", [TINY, TOKENS, LAST], ids=lambda s: s.name)
+def test_the_torch_step_trains_the_same_model_as_the_keras_step(shape):
+    import keras
+    import numpy as np
+
+    from experiments.bench import torch_contenders
+
+    torch = _torch()
+    x, y = benchmark._batch(shape, np.random.default_rng(0))
+    for kind, extra_bias in (("LSTM", 4), ("GRU", 0)):
+        theirs = torch_contenders.build(torch, shape, kind)
+        ours = benchmark.build_model(
+            shape, getattr(keras.layers, kind)(shape.units, return_sequences=shape.per_step)
+        )
+        # nn.LSTM has two bias vectors (b_ih, b_hh: 4U more than Keras's one); nn.GRU's two are
+        # Keras's GRU (reset_after=True) two, so the counts agree.
+        assert torch_contenders.param_count(theirs) == ours.count_params() + extra_bias * shape.units
+        before = [p.detach().clone() for p in theirs.parameters()]
+        step = torch_contenders.train_step(torch, shape, theirs, x, y)
+        losses = [step() for _ in range(3)]
+        assert all(np.isfinite(losses)) and losses[-1] < losses[0]  # the same batch: Adam lowers it
+        # Every parameter (embedding, recurrent layer, head) took an optimizer step.
+        assert all(not torch.equal(b, p) for b, p in zip(before, theirs.parameters()))
+
+
+@pytest.mark.tf_only
+def test_the_table_shows_each_layers_ratio_to_pytorch_beside_its_ratio_to_keras():
+    torch = _torch()
+    rows = {r["layer"]: r for r in benchmark.run_shape(TINY, [], rounds=1, steps=1, torch=torch)}
+    assert rows["torch.LSTM"]["reference"] == "torch.LSTM" and rows["torch.LSTM"]["vs_torch"] == 1.0
+    for name, kind in (("LSTM", "LSTM"), ("GRU", "GRU"), ("keras.LSTM", "LSTM"), ("GRU-while", "GRU")):
+        torch_rate = rows[f"torch.{kind}"]["steps_per_s"]
+        assert rows[name]["vs_torch"] == pytest.approx(rows[name]["steps_per_s"] / torch_rate)
+    assert rows["torch.GRU"]["params"] == rows["keras.GRU"]["params"]
+    assert rows["torch.LSTM"]["engine"] == "torch" and rows["torch.LSTM"]["gemm_share"] > 0
+    table = benchmark.format_table(list(rows.values()))
+    assert "torch" in table.splitlines()[0] and "torch.GRU" in table
+    metrics = {"ratio.copy.LSTM": 1.4, "vs_torch.copy.LSTM": 0.9, "vs_torch.copy.GRU": 1.25}
+    md = benchmark.markdown_table(metrics).splitlines()
+    assert md[0].endswith("| LSTM vs torch | GRU vs torch |") and md[2].endswith("| 0.90× | 1.25× |")
+    assert len(md) == 3  # no 'not installed' note
+
+
+HIDE_TORCH = "import sys; sys.modules['torch'] = None\n"  # what a machine without torch sees
+
+
+def test_without_pytorch_the_benchmark_says_so_plainly():
+    code = HIDE_TORCH + (
+        "from experiments.bench import torch_contenders\n"
+        "from experiments import benchmark\n"
+        "torch, note = torch_contenders.torch_or_reason()\n"
+        "assert torch is None\n"
+        "print(benchmark.format_table([], note))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
+    assert out.stdout.splitlines()[-1].startswith("PyTorch not installed: ")
+    assert "pip install '.[bench]'" in out.stdout
+
+
+def test_peak_memory_of_a_step_grows_with_the_sequence():
+    from experiments.bench import memory
+
+    _torch()
+    short, long = (memory.in_fresh_process("torch.LSTM", 16, t) for t in (10, 400))
+    assert short["peak_reset"] and long["seq_len"] == 400
+    # nn.LSTM keeps at least its four gates per step for the backward pass: 16·400·4·256 floats.
+    assert long["first_step_mb"] - short["first_step_mb"] > 4 * 16 * 400 * 4 * 256 / memory.MB
+    assert memory.stored_bytes("LSTM", memory.memory_shape(64, 1000)) == 4 * 64 * 1000 * 6 * 256
+    assert memory.stored_bytes("keras.LSTM", memory.memory_shape()) is None
