@@ -182,7 +182,7 @@ def test_every_trial_of_a_shipped_sweep_has_its_own_name_led_by_what_differs(pro
             if len({t.params["learning_rate"] for t in sweep.trials}) > 1:
                 assert f"lr={float(trial.params['learning_rate']):g}" in lead.split(), (path.name, name)
     # Outside a sweep a run keeps its usual name.
-    assert run_name(from_strings({"forget_bias": "0", "seed": "1"})) == "copy-T20 lstm/keras fb=0 tanh s1"
+    assert run_name(from_strings({"forget_bias": "0", "seed": "1"})) == "adding-T100 lstm/keras fb=0 tanh s1"
     # Compared within a task: a task's own parameters (seq_len, corpus) are not differences.
     activation = load(ROOT / "experiments" / "sweeps" / "activation.yaml", "full")  # copy and adding
     assert activation.trials[0].varying == (

@@ -15,7 +15,20 @@ from experiments import reproduce, run
 
 pytestmark = pytest.mark.tf_only
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--steps", "6", "--eval_every", "3", "--seq_len", "5", "--units", "8", "--batch_size", "8"]
+TINY = [
+    "--task",
+    "copy",
+    "--steps",
+    "6",
+    "--eval_every",
+    "3",
+    "--seq_len",
+    "5",
+    "--units",
+    "8",
+    "--batch_size",
+    "8",
+]
 TINY += ["--probe_batch", "4", "--log_model", "false"]
 
 
@@ -40,7 +53,15 @@ def mlflow_run_store(tmp_path_factory):
     """One `mlflow run . --env-manager local` with tiny settings, model logged; (uri, run id)."""
     tmp = tmp_path_factory.mktemp("mlflow_run")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    params = {"seq_len": 5, "units": 8, "batch_size": 8, "steps": 6, "eval_every": 3, "probe_batch": 4}
+    params = {
+        "task": "copy",
+        "seq_len": 5,
+        "units": 8,
+        "batch_size": 8,
+        "steps": 6,
+        "eval_every": 3,
+        "probe_batch": 4,
+    }
     cmd = [
         sys.executable,
         "-m",
