@@ -13,7 +13,7 @@ import pytest
 from report_sweeps import every_sweep
 from scipy import stats as st
 
-from experiments.report import analyse, claim_catalogue, load
+from experiments.report import analyse, claim_catalogue, load, selection
 from experiments.report import claim_evaluation as ev
 from experiments.report import pipeline as report
 from experiments.report.metrics import FLOW, FLOW_FINAL
@@ -65,11 +65,11 @@ def test_best_over_lr_picks_the_lr_with_the_best_mean_over_seeds():
             "m": [0.2, 0.3, 0.25, 0.5, 0.1, 0.6, 0.9, 0.8, np.nan, 0.1],
         }
     )
-    low = analyse.best_over_lr(df, "m", higher_is_better=False)
+    low = selection.best_over_lr(df, "m", higher_is_better=False)
     # A: 0.01 → mean 0.25 beats 0.001 → 0.4; B: 0.001 has a non-finite seed, so 0.01 wins.
     assert set(zip(low["config_label"], low["learning_rate"])) == {("A", 0.01), ("B", 0.01)}
     assert len(low) == 5
-    high = analyse.best_over_lr(df, "m", higher_is_better=True)
+    high = selection.best_over_lr(df, "m", higher_is_better=True)
     assert set(zip(high["config_label"], high["learning_rate"])) == {("A", 0.001), ("B", 0.01)}
 
 

@@ -15,8 +15,9 @@ import pytest
 from report_sweeps import make_sweep, noise
 from scipy import stats as st
 
-from experiments.report import analyse, divergence, stats
+from experiments.report import divergence, selection, stats
 from experiments.report import pipeline as report
+from experiments.report.metrics import PRIMARY
 
 RELU0 = {"task": "adding", "candidate_activation": "relu", "clipnorm": "0"}
 RELU1 = {"task": "adding", "candidate_activation": "relu", "clipnorm": "1.0"}
@@ -67,12 +68,12 @@ def test_a_learning_rate_whose_seeds_mostly_diverged_is_not_chosen_for_its_pre_d
             "diverged": [1.0, 1.0, 0.0, 0.0, 0.0, 0.0],
         }
     )
-    table = analyse.lr_table(df, "m").set_index("learning_rate")
+    table = selection.lr_table(df, "m").set_index("learning_rate")
     assert table.loc[0.02, "n_diverged"] == 2 and table.loc[0.02, "n_nonfinite"] == 0
     assert table.loc[0.02, "mean"] == pytest.approx(0.4)  # the diverged seeds' scores are not averaged
     assert table.loc[0.005, "chosen"] and not table.loc[0.02, "chosen"]
     # Without the diverged column the same numbers choose 0.02 (mean 0.14): the column decides.
-    assert analyse.lr_table(df.drop(columns="diverged"), "m").set_index("learning_rate").loc[0.02, "chosen"]
+    assert selection.lr_table(df.drop(columns="diverged"), "m").set_index("learning_rate").loc[0.02, "chosen"]
 
 
 def test_a_comparison_with_a_diverged_seed_ranks_it_below_every_other():
@@ -131,3 +132,28 @@ def test_the_report_chooses_the_stable_rate_ranks_diverged_seeds_worst_and_print
     claims_md = (folder / "claims.md").read_text()
     assert f"diverged {_wilson(5, 10)} vs {_wilson(0, 10)}" in claims_md
     assert "Diverged runs rank worst" in claims_md
+
+
+def test_under_the_protocol_rates_are_chosen_on_tuning_runs_and_only_confirmatory_runs_are_judged():
+    base = {"sweep": "s", "task": "adding", "diverged": 0.0}
+    rows = [
+        {**base, "config_label": "a", "phase": "tune", "learning_rate": lr, "seed": 7, "m": m}
+        for lr, m in ((0.01, 0.2), (0.1, 0.9))
+    ] + [
+        {**base, "config_label": "a", "phase": "confirm", "learning_rate": 0.01, "seed": s, "m": 0.5}
+        for s in (0, 1)
+    ]
+    rows += [
+        {**base, "config_label": "b", "phase": "confirm", "learning_rate": 0.01, "seed": s, "m": 0.4}
+        for s in (0, 1)
+    ]
+    rows += [
+        {**base, "config_label": "c", "phase": None, "learning_rate": lr, "seed": 0, "m": lr}
+        for lr in (0.1, 0.2)
+    ]
+    choice, judged = selection.protocol_runs(pd.DataFrame(rows).rename(columns={"m": PRIMARY}))
+    assert set(choice.loc[choice["config_label"] == "a", "phase"]) == {"tune"}  # never the judged seeds
+    assert len(choice[choice["config_label"] == "b"]) == 2  # one rate: nothing tuned, shown as it ran
+    assert sorted(judged.loc[judged["config_label"] == "a", "seed"]) == [0, 1]
+    assert set(judged.loc[judged["config_label"] == "a", "phase"]) == {"confirm"}
+    assert list(judged.loc[judged["config_label"] == "c", "learning_rate"]) == [0.1]  # before the protocol

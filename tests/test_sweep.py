@@ -58,9 +58,16 @@ def test_every_shipped_spec_expands_to_valid_trials_with_a_reference(path, profi
 
 
 def test_expansion_crosses_tasks_configs_grid_learning_rates_and_seeds(tmp_path):
-    spec = _spec(configs=[{"cell": "lstm"}, {"cell": "gru"}], learning_rates=[0.01, 0.001])
+    spec = _spec(
+        configs=[{"cell": "lstm"}, {"cell": "gru"}], learning_rates=[0.01, 0.001], tuning_seeds=[7, 8]
+    )
     sweep = load(_write(tmp_path, spec), "quick")
-    assert len(sweep.trials) == 1 * 2 * 2 * 2 * 2
+    assert len(sweep.trials) == 1 * 2 * 2 * 2 * 2  # the tuning phase: on the tuning seeds
+    assert {t.phase for t in sweep.trials} == {"tune"} and {t.params["seed"] for t in sweep.trials} == {
+        "7",
+        "8",
+    }
+    assert sweep.n_trials == 16 + 4 * 2
     reference = [t for t in sweep.trials if t.is_reference]
     assert {t.params["cell"] for t in reference} == {"lstm", "gru"} and len(reference) == 8
     first = sweep.trials[0]
@@ -70,9 +77,33 @@ def test_expansion_crosses_tasks_configs_grid_learning_rates_and_seeds(tmp_path)
     assert load(_write(tmp_path, spec), "full").spec_hash != sweep.spec_hash
 
 
+def test_confirmatory_trials_run_each_configuration_at_its_chosen_rate_on_fresh_seeds(tmp_path):
+    spec = _spec(learning_rates=[0.01, 0.001], tuning_seeds=[7, 8])
+    sweep = load(_write(tmp_path, spec), "quick")
+    keys = sorted({t.config_key for t in sweep.trials})
+    confirm = sweep.confirm_trials({keys[0]: "0.01"})  # the other configuration had no finished tuning run
+    assert len(confirm) == 2 and {t.phase for t in confirm} == {"confirm"}
+    assert {t.params["seed"] for t in confirm} == {"0", "1"} and {
+        t.params["learning_rate"] for t in confirm
+    } == {"0.01"}
+    assert all(t.params["early_stop"] == "false" and t.config_key == keys[0] for t in confirm)
+    assert confirm[0].varying == sweep.trials[0].varying and confirm[0].logged == sweep.trials[0].logged
+    assert not {t.trial_key for t in confirm} & {t.trial_key for t in sweep.trials}
+
+
+def test_one_learning_rate_needs_no_tuning_and_runs_the_confirmation_at_once(tmp_path):
+    sweep = load(_write(tmp_path, _spec()), "quick")
+    assert {t.phase for t in sweep.trials} == {"confirm"} and sweep.n_trials == len(sweep.trials) == 4
+    assert all(t.params["early_stop"] == "false" for t in sweep.trials)
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [
+        (dict(learning_rates=[0.01, 0.1]), "2 learning rates need `tuning_seeds`"),
+        (dict(learning_rates=[0.01, 0.1], tuning_seeds=[1, 5]), "seeds and tuning_seeds share seed(s) 1"),
+        (dict(pilot_seeds=[0]), "seeds and pilot_seeds share seed(s) 0"),
+        (dict(tuning_seeds=[3], pilot_seeds=[3]), "tuning_seeds and pilot_seeds share seed(s) 3"),
         ({"seeds": []}, "seeds: expected a non-empty list"),
         ({"grid": {"forgetbias": ["0"]}}, "unknown parameter 'forgetbias'"),
         ({"base": {"variant": "bogus", **TINY}}, "Invalid variant='bogus'"),
@@ -268,3 +299,38 @@ def test_mlflow_run_sweep_entry_point_makes_the_launcher_run_the_parent_and_resu
     assert new_parent.info.run_id != parent.info.run_id
     adopted = _children(uri, new_parent.info.run_id)
     assert sorted(c.info.run_id for c in adopted) == sorted(c.info.run_id for c in children)
+
+
+@pytest.mark.tf_only
+@pytest.mark.slow  # sweeps on Ray
+def test_a_tuned_sweep_confirms_each_configuration_at_its_chosen_rate_and_the_report_judges_those(tmp_path):
+    spec = _spec(grid={"forget_bias": ["1"]}, learning_rates=[0.0001, 0.05], tuning_seeds=[7], seeds=[0, 1])
+    spec["base"].update(steps=40, eval_every=20)
+    path = _write(tmp_path, spec)
+    env = _env(tmp_path)
+    out = subprocess.run(_sweep_cmd(path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "[4/4]" in out.stdout and "confirming on seeds 0,1" in out.stdout
+    uri = env["MLFLOW_TRACKING_URI"]
+    mlflow.set_tracking_uri(uri)
+    try:
+        parent = mlflow.search_runs(search_all_experiments=True, filter_string="tags.sweep_role = 'parent'")
+        children = _children(uri, parent.run_id.iloc[0])
+        tune = [c for c in children if c.data.tags["phase"] == "tune"]
+        confirm = [c for c in children if c.data.tags["phase"] == "confirm"]
+        assert sorted(c.data.params["seed"] for c in tune) == ["7", "7"]
+        assert sorted(c.data.params["seed"] for c in confirm) == ["0", "1"]
+        best = min(tune, key=lambda c: c.data.metrics["best_val_loss_over_baseline"])
+        assert {c.data.params["learning_rate"] for c in confirm} == {best.data.params["learning_rate"]}
+        assert all("test_loss_over_baseline" in c.data.metrics for c in confirm)
+        again = subprocess.run(
+            _sweep_cmd(path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert again.returncode == 0 and "0 to run now" in again.stdout, again.stdout[-2000:]
+        assert len(_children(uri, parent.run_id.iloc[0])) == 4  # resumed: nothing ran twice
+
+        built = report.generate([parent.run_id.iloc[0]], tmp_path / "report", log=False, plots=False)
+        assert set(built.lr_selection["n"]) == {1}  # chosen on the one tuning seed, not the judged ones
+        assert set(built.summary["n_seeds"]) == {2}
+    finally:
+        mlflow.set_tracking_uri(None)

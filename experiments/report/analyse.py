@@ -13,52 +13,7 @@ from experiments.report import divergence, stats
 from experiments.report.descriptors import norm
 from experiments.report.load import SweepResults
 from experiments.report.metrics import GROUP, PRIMARY, summary_metrics
-
-
-def _by(df: pd.DataFrame, by) -> list[str]:
-    return list(by) if by is not None else [c for c in GROUP if c in df.columns]
-
-
-def lr_table(
-    df: pd.DataFrame, metric: str = PRIMARY, higher_is_better: bool = False, by=None
-) -> pd.DataFrame:
-    """Per configuration and learning rate: seeds, diverged seeds, other non-finite seeds, and the mean
-    of `metric` over the rest; `chosen` marks the best LR: the smallest share of bad seeds (diverged
-    or non-finite: a diverged run never ranks by the best score it reached before diverging), then
-    the best mean, then the smaller LR."""
-    by = _by(df, by)
-    rows = []
-    for key, g in df.groupby([*by, "learning_rate"], sort=True):
-        v = g[metric].to_numpy(dtype=float)
-        gone = divergence.diverged(g)
-        ok = v[np.isfinite(v) & ~gone]
-        rows.append(
-            {
-                **dict(zip([*by, "learning_rate"], key)),
-                "n": len(v),
-                "n_diverged": int(gone.sum()),
-                "n_nonfinite": int((~np.isfinite(v) & ~gone).sum()),
-                "mean": float(ok.mean()) if len(ok) else math.nan,
-            }
-        )
-    table = pd.DataFrame(rows, columns=[*by, "learning_rate", "n", "n_diverged", "n_nonfinite", "mean"])
-    score = table["mean"] * (-1 if higher_is_better else 1)
-    bad = (table["n_diverged"] + table["n_nonfinite"]) / table["n"].clip(lower=1)
-    ranked = table.assign(_bad=bad, _score=score.fillna(math.inf))
-    ranked = ranked.sort_values([*by, "_bad", "_score", "learning_rate"])
-    table["chosen"] = False
-    table.loc[ranked.index[~ranked.duplicated(by, keep="first")], "chosen"] = True
-    return table
-
-
-def best_over_lr(
-    df: pd.DataFrame, metric: str = PRIMARY, higher_is_better: bool = False, by=None
-) -> pd.DataFrame:
-    """The runs at each configuration's best learning rate (see `lr_table`)."""
-    by = _by(df, by)
-    table = lr_table(df, metric, higher_is_better, by)
-    keep = table.loc[table["chosen"], [*by, "learning_rate"]]
-    return df.merge(keep, on=[*by, "learning_rate"], how="inner")
+from experiments.report.selection import group_columns, lr_table, protocol_runs
 
 
 def config_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -134,7 +89,7 @@ def summarize(
     other metrics over seeds with finite values. The divergence rate has its Wilson interval
     (`divergence_ci_low/high`).
     """
-    by = _by(chosen, None)
+    by = group_columns(chosen, None)
     task = chosen["task"].iloc[0] if "task" in chosen and len(chosen) else "copy"
     metrics = metrics or summary_metrics(task)
     rows = []
@@ -196,8 +151,8 @@ class Analysis:
     """What every table, plot and claim of a report is computed from."""
 
     runs: pd.DataFrame  # every FINISHED trial of every sweep
-    lr_selection: pd.DataFrame  # `lr_table` of PRIMARY
-    chosen: pd.DataFrame  # the runs at each configuration's best learning rate
+    lr_selection: pd.DataFrame  # `lr_table` of PRIMARY over the tuning runs (`selection.protocol_runs`)
+    chosen: pd.DataFrame  # the judged runs: confirmatory, at each configuration's chosen rate
     configs: pd.DataFrame  # `config_table`
     references: dict[tuple, tuple]  # `assign_references`, over all sweeps
     comparisons: pd.DataFrame  # `compare_to_reference` on PRIMARY
@@ -209,10 +164,10 @@ def analyse(sweeps: list[SweepResults], runs: pd.DataFrame, test: str = "auto") 
     references: dict = {}
     for s in sweeps:
         references.update(assign_references(configs[configs["sweep"] == s.label], spec_reference(s)))
-    chosen = best_over_lr(runs, PRIMARY, False)
+    choice, chosen = protocol_runs(runs)
     return Analysis(
         runs=runs,
-        lr_selection=lr_table(runs, PRIMARY, False),
+        lr_selection=lr_table(choice, PRIMARY, False),
         chosen=chosen,
         configs=configs,
         references=references,

@@ -136,6 +136,7 @@ def tidy(raw: pd.DataFrame, sweep: str, study: str) -> pd.DataFrame:
     out["desc"] = descs
     out["params"] = [_clean(p) for p in params]
     out["is_reference"] = [t.get("is_reference") for t in tags]
+    out["phase"] = [t.get("phase") for t in tags]  # protocol tune/confirm; None: before the protocol
     for col in df.columns:
         if col.startswith("metrics."):
             out[col[8:]] = df[col].astype(float).to_numpy()

@@ -142,7 +142,22 @@ def sweep_header(s: SweepResults, runs: pd.DataFrame) -> list[str]:
         f"{n_fin} FINISHED trials used. Parent metrics: {parent_m or 'none (sweep still running?)'}."
         f"{retried}",
         "",
+        protocol_note(s, runs),
+        "",
     ]
+
+
+def protocol_note(s: SweepResults, runs: pd.DataFrame) -> str:
+    """How the study's learning rates were chosen and on which runs it is judged."""
+    mine = runs[runs["sweep"] == s.label]
+    phases = mine["phase"].value_counts().to_dict() if "phase" in mine else {}
+    if not phases:
+        return (
+            "Protocol: none (these runs predate it): learning rates were chosen on the seeds that are "
+            "judged, so a comparison here may favour whichever configuration the choice fitted."
+        )
+    counts = ", ".join(f"{n} {phase}" for phase, n in sorted(phases.items()))
+    return f"Protocol: {s.tags.get('protocol') or 'tune → confirm'} ({counts} runs)."
 
 
 def task_section(label: str, task: str, table: pd.DataFrame, refs: set) -> list[str]:

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from experiments.sweep import leases, parent_run
+from experiments.sweep.protocol import choose_learning_rates
 from experiments.sweep.spec import SpecError, Sweep, Trial, load
 from experiments.tracking import offline
 
@@ -108,6 +109,7 @@ def _child_tags(trial: Trial, study: str) -> dict[str, str]:
         "config_key": trial.config_key,
         "trial_key": trial.trial_key,
         "is_reference": str(trial.is_reference).lower(),
+        "phase": trial.phase,
     }
     if ray.is_initialized():  # the host that ran it: on a cluster, a lost node's trials show up elsewhere
         tags["ray_node_ip"] = ray.util.get_node_ip_address()
@@ -190,22 +192,71 @@ def run_sweep(
         mlflow.log_artifact(sweep.path)
         done_keys = parent_run.finished_trials(client, experiment_id, parent_id)
         todo = [t for t in sweep.trials if t.trial_key not in done_keys]
-        total = len(sweep.trials)
+        total = sweep.n_trials
         print(
-            f"sweep {sweep.study}/{sweep.profile}: {total} trials, {total - len(todo)} already finished, "
-            f"{len(todo)} to run (parent run {parent_id})",
+            f"sweep {sweep.study}/{sweep.profile}: {total} trials, {len(done_keys)} already finished, "
+            f"{len(todo)} to run now (parent run {parent_id}); protocol: {sweep.protocol.describe()}",
             flush=True,
         )
-        retried, elsewhere = 0, set()
-        if todo:
-            _start_ray(ray_address, threads, max_concurrent)
-            retried, elsewhere = _run_on_ray(
-                todo, total, sweep.study, tracking_uri, experiment_id, parent_id, threads, max_retries
+        run = _phase_runner(sweep, total, tracking_uri, experiment_id, parent_id, threads, max_retries)
+        retried, elsewhere = run(todo, len(done_keys), ray_address, max_concurrent)
+        if sweep.protocol.tunes:
+            confirm = _confirmatory(client, sweep, experiment_id, parent_id)
+            done_keys = parent_run.finished_trials(client, experiment_id, parent_id)
+            more, still = run(
+                [t for t in confirm if t.trial_key not in done_keys],
+                len(done_keys),
+                ray_address,
+                max_concurrent,
             )
+            retried, elsewhere = retried + more, elsewhere | still
         summary = _summary(client, experiment_id, parent_id, total, retried, elsewhere)
         mlflow.log_metrics(summary)
     print(" ".join(f"{k}={v}" for k, v in summary.items()), flush=True)
     return {"parent_run_id": parent_id, **summary}
+
+
+def _phase_runner(sweep: Sweep, total, tracking_uri, experiment_id, parent_id, threads, max_retries):
+    """run(todo, done so far, ray_address, max_concurrent) → (retries, trial keys running elsewhere):
+    one phase's trials on Ray, started on first use."""
+
+    def run(todo: list[Trial], done: int, ray_address, max_concurrent) -> tuple[int, set[str]]:
+        if not todo:
+            return 0, set()
+        _start_ray(ray_address, threads, max_concurrent)
+        return _run_on_ray(
+            todo, total, done, sweep.study, tracking_uri, experiment_id, parent_id, threads, max_retries
+        )
+
+    return run
+
+
+def _confirmatory(client, sweep: Sweep, experiment_id: str, parent_id: str) -> tuple[Trial, ...]:
+    """The confirmatory trials of every configuration whose tuning trials have all finished, at the
+    learning rate they choose (protocol.choose_learning_rates); logged on the parent as
+    chosen_learning_rates.json. A configuration still tuning (failed, or running in a concurrent
+    sweep) waits for the next run of this sweep."""
+    import mlflow
+
+    finished = parent_run.finished_trials(client, experiment_id, parent_id)
+    complete = {
+        p.config_key
+        for p in sweep.points
+        if all(t.trial_key in finished for t in sweep.trials if t.config_key == p.config_key)
+    }
+    runs = [r for r in finished.values() if r.data.tags.get("config_key") in complete]
+    chosen = choose_learning_rates(runs)
+    waiting = len(sweep.points) - len(chosen)
+    if waiting:
+        print(f"{waiting} configuration(s) still tuning: rerun the sweep to confirm them", flush=True)
+    labels = {p.config_key: p.config_label for p in sweep.points}
+    mlflow.log_dict({labels[k]: float(v) for k, v in sorted(chosen.items())}, "chosen_learning_rates.json")
+    print(
+        f"tuning done for {len(chosen)} configuration(s); confirming on seeds "
+        f"{','.join(sweep.protocol.confirm_seeds)}",
+        flush=True,
+    )
+    return sweep.confirm_trials(chosen)
 
 
 def _start_ray(ray_address: str | None, threads: int, max_concurrent: int | None) -> None:
@@ -225,6 +276,7 @@ def _start_ray(ray_address: str | None, threads: int, max_concurrent: int | None
 def _run_on_ray(
     todo: list[Trial],
     total: int,
+    done: int,
     study: str,
     tracking_uri: str,
     experiment_id: str,
@@ -242,7 +294,7 @@ def _run_on_ray(
         remote.remote(t, study, tracking_uri, experiment_id, parent_id, threads, driver): t for t in todo
     }
     retried, elsewhere = 0, set()
-    start, done = time.perf_counter(), total - len(todo)
+    start = time.perf_counter()
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         trial = pending.pop(ready[0])

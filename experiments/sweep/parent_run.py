@@ -81,6 +81,7 @@ def sweep_tags(sweep: Sweep) -> dict[str, str]:
         "sweep_profile": sweep.profile,
         "claims": ",".join(sweep.claims),  # the report's claims this study informs
         "reference": " ".join(f"{k}={v}" for k, v in sweep.reference.items()),
+        "protocol": sweep.protocol.describe() if sweep.protocol else "",
     }
 
 

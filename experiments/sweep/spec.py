@@ -7,20 +7,24 @@
     tasks: {copy: {seq_len: 100}, adding: {seq_len: 200}}   # per-task parameters
     configs: [{cell: gru, units: 110}, {cell: lstm, units: 96}]  # explicit configurations ...
     grid: {forget_bias: ["0", "1", chrono]}                   # ... crossed with a grid
-    learning_rates: [0.003, 0.01]      # per configuration; the report compares best-over-LR
-    seeds: [0, 1, 2]
+    learning_rates: [0.003, 0.01]      # searched per configuration on the tuning seeds
+    tuning_seeds: [100, 101]           # choose the learning rate (validation split)
+    seeds: [0, 1, 2]                   # confirm at the chosen rate (test split, no early stop)
+    pilot_seeds: [900]                 # spent on pilots: never tuned or judged on
     reference: {forget_bias: "1"}      # the configuration the others are tested against
     profiles:                          # overrides by name; `quick` and `full` at least
       quick: {base: {steps: 400}, seeds: [0, 1, 2]}
       full: {base: {steps: 20000}, seeds: [0, 1, 2, 3, 4]}
 
-Trials = tasks × configs × grid × learning_rates × seeds. Every trial is checked with the
-training entry point's own validation before anything runs. Pure Python: no Ray, no Keras.
+Configurations = tasks × configs × grid. The tuning phase is configurations × learning_rates ×
+tuning_seeds; the confirmatory phase is configurations × their chosen rate × seeds, made once
+the tuning runs are in (`Sweep.confirm_trials`; experiments/sweep/protocol.py says why). With one
+learning rate the confirmatory trials are known at once. Every trial is checked with the training
+entry point's own validation before anything runs. Pure Python: no Ray, no Keras.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import json
@@ -29,6 +33,7 @@ from pathlib import Path
 
 import yaml
 
+from experiments.sweep.protocol import CONFIRM, CONFIRM_OVERRIDES, TUNE, Protocol, ProtocolError, check
 from experiments.training.config import ConfigError, RunConfig, from_strings
 
 TOP_KEYS = {
@@ -41,10 +46,22 @@ TOP_KEYS = {
     "grid",
     "learning_rates",
     "seeds",
+    "tuning_seeds",
+    "pilot_seeds",
     "reference",
     "profiles",
 }
-PROFILE_KEYS = {"base", "tasks", "configs", "grid", "learning_rates", "seeds", "description"}
+PROFILE_KEYS = {
+    "base",
+    "tasks",
+    "configs",
+    "grid",
+    "learning_rates",
+    "seeds",
+    "tuning_seeds",
+    "pilot_seeds",
+    "description",
+}
 CLAIM_IDS = tuple("abcdefghi")
 
 
@@ -68,6 +85,17 @@ class Trial:
     # plus IDENTITY, so all children share one set of columns in the UI's compare view. The rest
     # are constants of the sweep: they live in the run's config.json artifact.
     logged: tuple[str, ...] = ()
+    phase: str = CONFIRM  # protocol.TUNE or protocol.CONFIRM
+
+
+@dataclass(frozen=True)
+class Point:
+    """One configuration of one task: every parameter but the learning rate and the seed."""
+
+    params: dict[str, str]
+    config_label: str
+    config_key: str
+    is_reference: bool
 
 
 @dataclass(frozen=True)
@@ -78,7 +106,27 @@ class Sweep:
     spec_hash: str
     claims: tuple[str, ...]
     reference: dict[str, str]
-    trials: tuple[Trial, ...]
+    trials: tuple[Trial, ...]  # what runs first: the tuning phase, or, nothing to tune, the confirmation
+    protocol: Protocol | None = None
+    points: tuple[Point, ...] = ()
+    varying: tuple[tuple[str, tuple[str, ...]], ...] = ()  # task → its varying parameters
+    logged: tuple[str, ...] = ()
+
+    @property
+    def n_trials(self) -> int:
+        """Both phases' trials: tuning (if any) + every configuration on the confirmatory seeds."""
+        confirm = len(self.points) * len(self.protocol.confirm_seeds) if self.protocol else 0
+        return confirm + sum(t.phase == TUNE for t in self.trials)
+
+    def confirm_trials(self, learning_rates: dict[str, str]) -> tuple[Trial, ...]:
+        """The confirmatory trials of the configurations in `learning_rates` (config_key → rate)."""
+        varying = dict(self.varying)
+        return tuple(
+            _trial(point, learning_rates[point.config_key], seed, CONFIRM, varying, self.logged)
+            for point in self.points
+            if point.config_key in learning_rates
+            for seed in self.protocol.confirm_seeds
+        )
 
 
 def _hash(payload) -> str:
@@ -147,8 +195,23 @@ def load(path: str | Path, profile: str) -> Sweep:
             raise SpecError(
                 f"{where}: claims: unknown claim {claim!r}. Valid choices: {', '.join(CLAIM_IDS)}."
             )
-    trials, reference = _expand(merged, where)
-    trials = _with_varying(trials)
+    points, lrs, reference = _expand(merged, where)
+    protocol = _protocol(merged, lrs, where)
+    design = [_trial(p, lr, seed, TUNE) for p in points for lr in lrs for seed in protocol.confirm_seeds]
+    varying, logged = _varying(design)
+    if protocol.tunes:
+        trials = [
+            _trial(p, lr, s, TUNE, varying, logged)
+            for p in points
+            for lr in lrs
+            for s in protocol.tuning_seeds
+        ]
+    else:
+        trials = [
+            _trial(p, lrs[0], s, CONFIRM, varying, logged) for p in points for s in protocol.confirm_seeds
+        ]
+    for t in trials:
+        _validate(t, where)
     keys = [t.trial_key for t in trials]
     if len(set(keys)) != len(keys):
         raise SpecError(
@@ -162,7 +225,57 @@ def load(path: str | Path, profile: str) -> Sweep:
         claims=claims,
         reference=reference,
         trials=tuple(trials),
+        protocol=protocol,
+        points=tuple(points),
+        varying=tuple(varying.items()),
+        logged=logged,
     )
+
+
+def _protocol(merged: dict, lrs: list[str], where: str) -> Protocol:
+    def seeds(key: str, required: bool) -> tuple[str, ...]:
+        if key not in merged and not required:
+            return ()
+        return tuple(str(v) for v in _list(merged.get(key), f"{where}: {key}", kind=int))
+
+    try:
+        return check(
+            Protocol(
+                confirm_seeds=seeds("seeds", True),
+                tuning_seeds=seeds("tuning_seeds", False),
+                pilot_seeds=seeds("pilot_seeds", False),
+                learning_rates=tuple(lrs),
+            )
+        )
+    except ProtocolError as error:
+        raise SpecError(f"{where}: {error}") from None
+
+
+def _trial(
+    point: Point, lr: str, seed: str, phase: str, varying: dict | None = None, logged: tuple = ()
+) -> Trial:
+    params = {**point.params, "learning_rate": lr, "seed": seed}
+    if phase == CONFIRM:
+        params.update(CONFIRM_OVERRIDES)
+    task_varying = (varying or {}).get(params["task"], ())
+    return Trial(
+        params,
+        point.config_label,
+        point.config_key,
+        _hash(params),
+        point.is_reference,
+        task_varying,
+        logged,
+        phase,
+    )
+
+
+def _validate(trial: Trial, where: str) -> None:
+    try:
+        from_strings(trial.params)
+    except ConfigError as error:
+        lr, seed = trial.params["learning_rate"], trial.params["seed"]
+        raise SpecError(f"{where}: trial {trial.config_label} lr={lr} seed={seed}: {error}") from None
 
 
 def _read(path: Path) -> dict:
@@ -194,9 +307,8 @@ def _with_profile(spec: dict, profile: str, where: str) -> dict:
     return _merged(spec, profiles[profile])
 
 
-def _expand(merged: dict, where: str) -> tuple[list[Trial], dict[str, str]]:
-    """(every trial: tasks × configs × grid × learning rates × seeds, each checked by the
-    training entry point's own validation; the reference configuration)."""
+def _expand(merged: dict, where: str) -> tuple[list[Point], list[str], dict[str, str]]:
+    """(every configuration: tasks × configs × grid; the learning rates; the reference)."""
     base = _strings(merged.get("base") or {}, f"{where}: base")
     tasks = merged.get("tasks") or {base.get("task", "copy"): {}}
     if not isinstance(tasks, dict) or not tasks:
@@ -214,10 +326,9 @@ def _expand(merged: dict, where: str) -> tuple[list[Trial], dict[str, str]]:
             kind=(int, float),
         )
     ]
-    seeds = [str(v) for v in _list(merged.get("seeds"), f"{where}: seeds", kind=int)]
     reference = _strings(merged.get("reference") or {}, f"{where}: reference")
     varying = ["task", *dict.fromkeys(k for c in configs for k in c), *grid_axes]
-    trials = []
+    points = []
     for task, task_params in tasks.items():
         task_params = _strings(task_params or {}, f"{where}: tasks.{task}")
         for config, values in itertools.product(configs, itertools.product(*grid_axes.values())):
@@ -225,14 +336,8 @@ def _expand(merged: dict, where: str) -> tuple[list[Trial], dict[str, str]]:
             label_params = {k: point[k] for k in varying if k in point}
             label = " ".join(f"{k}={v}" for k, v in label_params.items())
             is_reference = all(point.get(k, _default(k)) == v for k, v in reference.items())
-            for lr, seed in itertools.product(lrs, seeds):
-                params = {**point, "learning_rate": lr, "seed": seed}
-                try:
-                    from_strings(params)
-                except ConfigError as error:
-                    raise SpecError(f"{where}: trial {label} lr={lr} seed={seed}: {error}") from None
-                trials.append(Trial(params, label, _hash(label_params), _hash(params), is_reference))
-    return trials, reference
+            points.append(Point(point, label, _hash(label_params), is_reference))
+    return points, lrs, reference
 
 
 def _grid_axes(grid, where: str) -> dict[str, list[str]]:
@@ -250,10 +355,10 @@ def _grid_axes(grid, where: str) -> dict[str, list[str]]:
 IDENTITY = ("task", "learning_rate", "seed")
 
 
-def _with_varying(trials: list[Trial]) -> list[Trial]:
-    """Set each trial's `varying`: compared within its task, so a task's own parameters (corpus,
-    seq_len) do not count as differences between tasks; the task itself does. Set `logged`: the
-    union of every task's `varying` and IDENTITY, the same for all trials."""
+def _varying(trials: list[Trial]) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
+    """(task → the parameters that tell its trials apart, compared within the task so that a task's
+    own parameters (corpus, seq_len) do not count as differences between tasks, the task itself
+    does; the union of those and IDENTITY, logged by every trial). `trials`: the full design."""
     by_task: dict[str, list[Trial]] = {}
     for trial in trials:
         by_task.setdefault(trial.params["task"], []).append(trial)
@@ -263,7 +368,7 @@ def _with_varying(trials: list[Trial]) -> list[Trial]:
         differ = [k for k in keys if len({t.params.get(k, _default(k)) for t in group}) > 1]
         varying[task] = tuple(["task"] * (len(by_task) > 1) + differ)
     logged = tuple(dict.fromkeys([*IDENTITY, *(k for keys in varying.values() for k in keys)]))
-    return [dataclasses.replace(t, varying=varying[t.params["task"]], logged=logged) for t in trials]
+    return varying, logged
 
 
 def _default(name: str) -> str:
