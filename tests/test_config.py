@@ -82,6 +82,8 @@ def test_strings_are_parsed_to_their_types_and_logged_back_verbatim():
         ({"early_stop": "maybe"}, "early_stop='maybe'"),
         ({"engine": "cudnn"}, "engine='cudnn'. Valid choices: auto, keras, tf_while, fused"),
         ({"task": "adding", "variable_delay": "true"}, "variable_delay=true"),
+        ({"task": "adding", "copy_symbols": "3"}, "copy_symbols=3"),
+        ({"task": "copy", "copy_symbols": "0"}, "copy_symbols=0"),
         ({"task": "copy", "corpus": "ptb"}, "corpus='ptb'"),
         ({"task": "sentiment", "corpus": "tinyshakespeare"}, "corpus='tinyshakespeare'"),
         ({"target": "high"}, "target='high'"),

@@ -31,14 +31,17 @@ def test_variable_delay_moves_the_delimiter_and_the_recall_with_it(rng):
         assert (np.delete(y[row], np.arange(d + 1, d + 11)) == 0).all()
 
 
-@pytest.mark.parametrize("variable_delay", [False, True])
-def test_copy_baseline_is_what_a_symbol_blind_predictor_scores(rng, variable_delay):
+@pytest.mark.parametrize("variable_delay, k", [(False, 10), (True, 10), (False, 3)])
+def test_copy_baseline_is_what_a_symbol_blind_predictor_scores(rng, variable_delay, k):
     T = 20
-    _, y = copy_memory.copy_batch(rng, 20000, T, variable_delay=variable_delay)
+    _, y = copy_memory.copy_batch(rng, 20000, T, variable_delay=variable_delay, n_copy=k)
+    assert y.shape == (20000, T + 2 * k) and ((y != 0).sum(axis=1) == k).all()
     # Knows where the recall is, remembers no symbol: blank with certainty, else uniform over 8.
     recall = y != 0
     nats = np.where(recall, math.log(8), 0.0).mean()
-    assert nats == pytest.approx(copy_memory.baseline(T), rel=1e-9)
+    assert nats == pytest.approx(copy_memory.baseline(T, k), rel=1e-9)
+    if k != 10:
+        return
     if not variable_delay:  # position-only predictor (no memory at all), estimated from data
         p = np.stack([(y == k).mean(axis=0) for k in range(10)], axis=-1)  # (positions, classes)
         ce = -np.log(np.take_along_axis(np.broadcast_to(p, (*y.shape, 10)), y[..., None], -1)).mean()
@@ -77,4 +80,8 @@ def test_task_data_is_seeded_and_held_out_sets_differ_from_training():
     assert not np.array_equal(a.valid[0], a.test[0])
     c = copy_memory.make(seq_len=10, seed=2)
     assert c.seq_len == 30 and c.solved(0.99) and not c.solved(0.98) and not c.solved(float("nan"))
+    three = copy_memory.make(seq_len=10, seed=2, n_copy=3)
+    assert three.seq_len == 16 and three.valid[0].shape == (1000, 16)
+    assert c.data_checksum == "synthetic:copy-v1:T10:vd0:seed2"  # Arjovsky's K keeps its old checksum
+    assert three.data_checksum == "synthetic:copy-v1:T10:vd0:K3:seed2"
     assert adding.make(seq_len=10, seed=0, target=0.05).solved(0.04)

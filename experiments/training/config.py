@@ -106,6 +106,7 @@ class RunConfig:
     seed: int = 0
     corpus: str = AUTO  # char_lm: tinyshakespeare | ptb | a path; sentiment: sst2 | imdb
     variable_delay: bool = False  # copy only
+    copy_symbols: int = 10  # copy only: symbols to recall (Arjovsky et al.: 10)
     vocab_size: int = 20000  # sentiment only
     target: str = AUTO  # task metric value that counts as solved; auto: the task's
     data_dir: str = AUTO  # auto: $LSTM_KERAS_DATA, else the project's data/
@@ -265,13 +266,18 @@ def _validate_gates(c: RunConfig) -> None:
 def input_length(c: RunConfig) -> int:
     """Timesteps of the model's input (the chrono forget bias's T_max): copy adds its symbols."""
     if c.task == "copy":
-        from experiments.training.tasks.copy_memory import N_COPY
-
-        return c.seq_len + 2 * N_COPY
+        return c.seq_len + 2 * c.copy_symbols
     return c.seq_len
 
 
 def _validate_task_options(c: RunConfig) -> None:
+    if c.copy_symbols < 1:
+        raise ConfigError(f"Invalid copy_symbols={c.copy_symbols}. Valid choices: an integer >= 1.")
+    if c.copy_symbols != 10 and c.task != "copy":
+        raise ConfigError(
+            f"Invalid copy_symbols={c.copy_symbols} for task={c.task!r}: it applies to task='copy'. "
+            "Valid choices: 10 (the default)."
+        )
     if c.variable_delay and c.task != "copy":
         raise ConfigError(
             f"Invalid variable_delay=true for task={c.task!r}: it applies to task='copy'. "

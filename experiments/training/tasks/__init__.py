@@ -14,7 +14,11 @@ def make_task(config: RunConfig) -> Task:
         from experiments.training.tasks import copy_memory
 
         return copy_memory.make(
-            seq_len=c.seq_len, seed=c.seed, variable_delay=c.variable_delay, target=target
+            seq_len=c.seq_len,
+            seed=c.seed,
+            variable_delay=c.variable_delay,
+            target=target,
+            n_copy=c.copy_symbols,
         )
     if c.task == "adding":
         from experiments.training.tasks import adding
