@@ -82,6 +82,10 @@ def test_strings_are_parsed_to_their_types_and_logged_back_verbatim():
         ({"early_stop": "maybe"}, "early_stop='maybe'"),
         ({"engine": "cudnn"}, "engine='cudnn'. Valid choices: auto, keras, tf_while, fused"),
         ({"task": "adding", "variable_delay": "true"}, "variable_delay=true"),
+        (
+            {"recurrent_initializer": "zeros"},
+            "recurrent_initializer='zeros'. Valid choices: auto, orthogonal",
+        ),
         ({"task": "adding", "copy_symbols": "3"}, "copy_symbols=3"),
         ({"task": "copy", "copy_symbols": "0"}, "copy_symbols=0"),
         ({"task": "copy", "corpus": "ptb"}, "corpus='ptb'"),

@@ -18,3 +18,19 @@ def test_every_accepted_variant_builds_and_predicts(cell, variant, task):
     model = build_model(config, data)
     out = model.predict(data.valid[0][:3], verbose=0)
     assert out.shape[0] == 3 and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_the_recurrent_initializer_reaches_the_recurrent_weights(cell):
+    def recurrent_kernel(init: str) -> np.ndarray:
+        config = from_strings(
+            {"task": "adding", "cell": cell, "units": "6", "seq_len": "4", "recurrent_initializer": init}
+        )
+        layer = build_model(config, make_task(config)).get_layer("recurrent")
+        return next(w.numpy() for w in layer.weights if w.path.endswith("recurrent_kernel"))
+
+    identity = recurrent_kernel("identity")
+    np.testing.assert_array_equal(identity, np.eye(*identity.shape))
+    orthogonal = recurrent_kernel("auto")  # the layer's own: orthonormal rows (units × slots·units)
+    assert not np.array_equal(orthogonal, identity)
+    np.testing.assert_allclose(orthogonal @ orthogonal.T, np.eye(6), atol=1e-5)

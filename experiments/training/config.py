@@ -21,6 +21,9 @@ OPTIMIZERS = ("adam", "adamw", "nadam", "rmsprop", "sgd")
 # lstm_keras.layers.ENGINES (tested equal): the lstm/gru layers' loop. A SimpleRNN (cell rnn)
 # always runs keras.layers.RNN's, so a spec may set engine for all its cells.
 ENGINES = ("auto", "keras", "tf_while", "fused")
+# The recurrent weights' initialiser (auto: the layer's own, orthogonal): claim h's gradient flow
+# at initialisation depends on it, so a study can check its verdict under more than one.
+RECURRENT_INITIALIZERS = ("auto", "orthogonal", "glorot_uniform", "identity")
 # keras.activations names, which only Keras can list (tests/test_config.py keeps ACTIVATIONS in
 # step with lstm_keras.activations.valid_activation_names()).
 KERAS_ACTIVATIONS = [
@@ -94,6 +97,7 @@ class RunConfig:
     output_activation: str = AUTO
     units: int = 128
     embedding_dim: int = 32  # token tasks only
+    recurrent_initializer: str = AUTO  # auto (the layer's: orthogonal) | glorot_uniform | identity
     optimizer: str = "adam"
     learning_rate: float = 0.005
     clipnorm: float = 1.0  # global gradient-norm clipping (Pascanu et al. 2013); 0 turns it off
@@ -179,6 +183,7 @@ def validate(config: RunConfig) -> RunConfig:
     _check_choice("cell", c.cell, CELLS)
     _check_choice("variant", c.variant, variant_names(c.cell))
     _check_choice("optimizer", c.optimizer, OPTIMIZERS)
+    _check_choice("recurrent_initializer", c.recurrent_initializer, RECURRENT_INITIALIZERS)
     _check_choice("engine", c.engine, ENGINES)
     for name in ("candidate_activation", "output_activation"):
         _check_choice(name, getattr(c, name), (AUTO, *ACTIVATIONS))

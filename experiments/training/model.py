@@ -15,10 +15,11 @@ RECURRENT = "recurrent"  # the probed layer's name
 def cell_kwargs(config: RunConfig, task: Task) -> dict:
     """The recurrent layer's arguments that the config chooses (auto: the library's default)."""
     c = config
+    init = {} if c.recurrent_initializer == AUTO else {"recurrent_initializer": c.recurrent_initializer}
     if c.cell == "rnn":
         act = c.candidate_activation
-        return {} if act == AUTO else {"activation": act}
-    kwargs: dict = {"variant": c.variant, "seed": c.seed, "engine": c.engine}
+        return init if act == AUTO else {**init, "activation": act}
+    kwargs: dict = {"variant": c.variant, "seed": c.seed, "engine": c.engine, **init}
     if c.forget_bias != AUTO:
         kwargs["forget_bias"] = (
             None
