@@ -24,6 +24,7 @@ _HOMES = {
     "LSTMVariant": "lstm_keras.variants",
     "GRUVariant": "lstm_keras.variants",
     "ChronoInitializer": "lstm_keras.forget_bias",
+    "HoldGateOpen": "lstm_keras.constraints",
     "gate_trace": "lstm_keras.diagnostics",
     "gradient_flow": "lstm_keras.diagnostics",
     "GradientFlow": "lstm_keras.diagnostics",

@@ -39,6 +39,14 @@ def validate_choice(name: str, value, choices: tuple[str, ...]) -> str:
     return value
 
 
+def held_from_start(initializer, hold):
+    """`initializer`, its values passed through `hold`: Keras applies constraints only after an
+    optimizer update, and a held weight must be held before the first step too."""
+    if hold is None:
+        return initializer
+    return lambda shape, dtype=None: hold(initializer(shape, dtype=dtype))
+
+
 class GatedCell(keras.layers.Layer, DropoutRNNCell):
     """Base class: stores and serialises the arguments every Keras recurrent cell takes.
 
@@ -86,24 +94,25 @@ class GatedCell(keras.layers.Layer, DropoutRNNCell):
         self.output_size = self.units
 
     # -- weights ---------------------------------------------------------------------------
-    def _add_kernel(self, name: str, rows: int, columns: int, kind: str = "kernel"):
+    def _add_kernel(self, name: str, rows: int, columns: int, kind: str = "kernel", hold=None):
+        """`hold`: a constraint that replaces the user's (wrapping it) and holds from the start."""
         if columns == 0:
             return None
         return self.add_weight(
             shape=(rows, columns),
             name=name,
-            initializer=getattr(self, f"{kind}_initializer"),
+            initializer=held_from_start(getattr(self, f"{kind}_initializer"), hold),
             regularizer=getattr(self, f"{kind}_regularizer"),
-            constraint=getattr(self, f"{kind}_constraint"),
+            constraint=hold or getattr(self, f"{kind}_constraint"),
         )
 
-    def _add_bias(self, name: str, shape, initializer):
+    def _add_bias(self, name: str, shape, initializer, hold=None):
         return self.add_weight(
             shape=shape,
             name=name,
-            initializer=initializer,
+            initializer=held_from_start(initializer, hold),
             regularizer=self.bias_regularizer,
-            constraint=self.bias_constraint,
+            constraint=hold or self.bias_constraint,
         )
 
     # -- dropout ---------------------------------------------------------------------------

@@ -149,7 +149,7 @@ class LSTM(_GatedRNN):
     Args:
         units: Positive integer, dimensionality of the output space.
         **cell_kwargs: Everything `LSTMCell` takes (variant, forget_bias, chrono_tmax,
-            candidate_activation, output_activation, gate_activation, Keras's initializers,
+            fixed_open_gate, candidate_activation, output_activation, gate_activation, Keras's initializers,
             regularizers, constraints, dropout, recurrent_dropout, seed, and Keras's names
             activation / recurrent_activation / unit_forget_bias).
         return_sequences, return_state, go_backwards, stateful, unroll, zero_output_for_mask,

@@ -7,9 +7,20 @@ from keras import initializers, ops
 
 from lstm_keras.activation_names import SIGMOID
 from lstm_keras.activations import ActivationLike, either, get_activation, serialize_activation
-from lstm_keras.base_cell import GatedCell, times
+from lstm_keras.base_cell import GatedCell, held_from_start, times
+from lstm_keras.constraints import HoldGateOpen
 from lstm_keras.forget_bias import CHRONO, ForgetBias, forget_bias_values, validate_forget_bias
-from lstm_keras.variants import COUPLED, LEARNED, LSTM_DEFAULT_FORGET_BIAS, LSTM_VARIANTS, LSTMVariant, lookup
+from lstm_keras.variants import (
+    COUPLED,
+    FIXED_OPEN_GATES,
+    LEARNED,
+    LSTM_DEFAULT_FORGET_BIAS,
+    LSTM_VARIANTS,
+    LSTMVariant,
+    fixed_open_gate_problem,
+    keeps_forget_gate,
+    lookup,
+)
 
 
 def resolve_activations(
@@ -56,7 +67,9 @@ class LSTMCell(GatedCell):
         h = o ⊙ ψ(c)
 
     Peepholes p exist only in variants that have them (not in `keras`, `NP`, `lstm1997`).
-    A removed or coupled gate owns no weights and costs no compute.
+    A removed or coupled gate owns no weights and costs no compute. A gate held fixed open
+    (`fixed_open_gate`) is the same function reached the other way: it keeps its weights and
+    its compute, and is held at σ = 1.
 
     Args:
         units: Positive integer, dimensionality of h and c.
@@ -78,6 +91,15 @@ class LSTMCell(GatedCell):
         activation, recurrent_activation: Keras's names (φ and ψ together; σ), accepted so
             the cell is a drop-in replacement; an explicit argument above takes precedence.
         unit_forget_bias: Keras's name: `False` means `forget_bias=None`.
+        fixed_open_gate: None (default), or `"i"`, `"f"`, `"o"`: that gate, learned in the
+            variant, stays in the computation (its weights, columns and gradients exist on
+            every engine) but is held open by `constraints.HoldGateOpen` from the start and after
+            every optimizer update: its kernel, recurrent-kernel and peephole entries at 0, its
+            bias at 20, so it is exactly 1.0 in float32, the same function as the variant with
+            the gate removed (NIG/NFG/NOG). It wraps (applies after) `kernel_constraint`,
+            `recurrent_constraint` and `bias_constraint`. Holding f (or i in CIFG, where
+            f = 1 − i) leaves no forget gate to set: `forget_bias` then takes only its default
+            or None. Not for FGR (a held gate would still feed the others) nor `use_bias=False`.
         peephole_initializer, gate_recurrent_initializer: Initializers of the peephole
             vectors and of FGR's gate-to-gate matrix. Default zeros, so that `vanilla` and
             `FGR` start as the same function as `NP` and differ only by what they learn.
@@ -112,6 +134,7 @@ class LSTMCell(GatedCell):
         activation: ActivationLike = None,
         recurrent_activation: ActivationLike = None,
         unit_forget_bias: bool | None = None,
+        fixed_open_gate: str | None = None,
         peephole_initializer="zeros",
         gate_recurrent_initializer="zeros",
         **kwargs,
@@ -126,10 +149,11 @@ class LSTMCell(GatedCell):
                     "pass only forget_bias (None for no forget-bias initialisation)."
                 )
             forget_bias = None
+        self.fixed_open_gate = self._validate_fixed_open_gate(fixed_open_gate)
         self.forget_bias = validate_forget_bias(
             forget_bias,
             chrono_tmax,
-            has_forget_gate=self.variant.has_forget_gate,
+            has_forget_gate=keeps_forget_gate(self.variant, self.fixed_open_gate),
             default=LSTM_DEFAULT_FORGET_BIAS,
         )
         self.chrono_tmax = chrono_tmax
@@ -150,19 +174,57 @@ class LSTMCell(GatedCell):
         if self.variant.gate_recurrence:
             self.state_size.append(len(self.learned_gates) * self.units)
 
+    def _validate_fixed_open_gate(self, gate: str | None) -> str | None:
+        if gate is None:
+            return None
+        if gate not in FIXED_OPEN_GATES:
+            raise ValueError(
+                f"Invalid fixed_open_gate={gate!r}. Valid choices: None, "
+                f"{', '.join(map(repr, FIXED_OPEN_GATES))}."
+            )
+        problem = fixed_open_gate_problem(self.variant, gate)
+        if problem is not None:
+            raise ValueError(problem)
+        if not self.use_bias:
+            raise ValueError(
+                f"fixed_open_gate={gate!r} holds the gate's bias at 20 (σ = 1); use_bias=False leaves "
+                "it σ(0) = 0.5. Valid choices: use_bias=True, or fixed_open_gate=None."
+            )
+        return gate
+
+    def _hold(self, weight: str, user_constraint, slots: tuple[str, ...]):
+        """The held gate's HoldGateOpen for a weight (wrapping the user's constraint), or None."""
+        if self.fixed_open_gate is None or self.fixed_open_gate not in slots:
+            return None
+        return HoldGateOpen(self.fixed_open_gate, slots, weight, inner=user_constraint)
+
     def build(self, input_shape):
         super().build(input_shape)
         slots = self.variant.slots
         width = len(slots) * self.units
-        self.kernel = self._add_kernel("kernel", input_shape[-1], width)
-        self.recurrent_kernel = self._add_kernel("recurrent_kernel", self.units, width, kind="recurrent")
-        self.bias = self._add_bias("bias", (width,), self._bias_initializer) if self.use_bias else None
-        self.peephole = {
-            g: self.add_weight(
-                shape=(self.units,), name=f"peephole_{g}", initializer=self.peephole_initializer
+        self.kernel = self._add_kernel(
+            "kernel", input_shape[-1], width, hold=self._hold("kernel", self.kernel_constraint, slots)
+        )
+        self.recurrent_kernel = self._add_kernel(
+            "recurrent_kernel",
+            self.units,
+            width,
+            kind="recurrent",
+            hold=self._hold("kernel", self.recurrent_constraint, slots),
+        )
+        self.bias = None
+        if self.use_bias:
+            hold = self._hold("bias", self.bias_constraint, slots)
+            self.bias = self._add_bias("bias", (width,), self._bias_initializer, hold=hold)
+        self.peephole = {}
+        for g in self.variant.peephole_gates:
+            hold = self._hold("kernel", None, (g,))  # p_g ⊙ c held at 0 too: nothing reaches a held gate
+            self.peephole[g] = self.add_weight(
+                shape=(self.units,),
+                name=f"peephole_{g}",
+                initializer=held_from_start(self.peephole_initializer, hold),
+                constraint=hold,
             )
-            for g in self.variant.peephole_gates
-        }
         self.gate_recurrent_kernel = None
         if self.variant.gate_recurrence:
             n = len(self.learned_gates) * self.units
@@ -246,6 +308,7 @@ class LSTMCell(GatedCell):
             "variant": self.variant.name,
             "forget_bias": self.forget_bias,
             "chrono_tmax": self.chrono_tmax,
+            "fixed_open_gate": self.fixed_open_gate,
             "candidate_activation": serialize_activation(self.candidate_activation),
             "output_activation": serialize_activation(self.output_activation),
             "gate_activation": serialize_activation(self.gate_activation),

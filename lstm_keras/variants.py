@@ -107,6 +107,38 @@ LSTM_VARIANTS: dict[str, LSTMVariant] = {
 }
 
 
+# LSTMCell's `fixed_open_gate`: a learned gate kept in the computation but held at σ = 1
+# (lstm_keras/constraints.py), the counterpart of removing it (NIG/NFG/NOG).
+FIXED_OPEN_GATES = ("i", "f", "o")
+
+
+def fixed_open_gate_problem(variant: LSTMVariant, gate: str) -> str | None:
+    """Why `gate` (one of FIXED_OPEN_GATES) cannot be held open in `variant`; None: it can."""
+    learned = [g for g, mode in variant.gates.items() if mode == LEARNED]
+    if variant.gate_recurrence:
+        # Its activation would still reach the other gates through the gate-to-gate matrix.
+        return (
+            f"fixed_open_gate={gate!r} is not available for variant={variant.name!r} "
+            f"({variant.description}): a held gate would still feed the other gates. "
+            "Valid choices here: none."
+        )
+    if variant.gates[gate] != LEARNED:
+        return (
+            f"fixed_open_gate={gate!r}, but variant={variant.name!r} ({variant.description}) has gate "
+            f"{gate!r} {variant.gates[gate]}, not learned: there is nothing to hold. "
+            f"Valid choices here: none, {', '.join(learned)}."
+        )
+    return None
+
+
+def keeps_forget_gate(variant, fixed_open_gate: str | None = None) -> bool:
+    """A forget gate whose bias `forget_bias` sets: not removed, and not fixed by a held gate
+    (f held open, or CIFG's f = 1 − i with i held open, which makes f ≡ 0)."""
+    if not variant.has_forget_gate or fixed_open_gate is None:
+        return variant.has_forget_gate
+    return not (fixed_open_gate == "f" or (fixed_open_gate == "i" and variant.forget_gate == COUPLED))
+
+
 # --- GRU ---------------------------------------------------------------------------------
 
 DENSE = "dense"  # W x  (or R h): owns a matrix

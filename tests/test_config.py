@@ -97,6 +97,11 @@ def test_strings_are_parsed_to_their_types_and_logged_back_verbatim():
         ({"task": "sentiment", "seq_len": "2", "forget_bias": "chrono", "cell": "gru"}, "seq_len >= 3"),
         ({"candidate_activation": "swishy"}, "candidate_activation='swishy'"),
         ({"colour": "red"}, "colour"),
+        ({"fixed_open_gate": "g"}, "fixed_open_gate='g'. Valid choices: none, i, f, o"),
+        ({"cell": "gru", "fixed_open_gate": "f"}, "fixed_open_gate='f' for cell='gru'"),
+        ({"variant": "NFG", "fixed_open_gate": "f"}, "gate 'f' open, not learned"),
+        ({"variant": "FGR", "fixed_open_gate": "o"}, "variant='FGR'"),
+        ({"variant": "vanilla", "fixed_open_gate": "f", "forget_bias": "2"}, "with fixed_open_gate='f'"),
     ],
 )
 def test_each_bad_value_is_named_with_the_valid_choices(values, named):
@@ -119,7 +124,41 @@ def test_each_bad_value_is_named_with_the_valid_choices(values, named):
         {"variant": "vanilla", "candidate_activation": "relu", "output_activation": "2sigmoid-1"},
         {"task": "char_lm", "corpus": "ptb"},
         {"task": "sentiment", "corpus": "imdb", "seq_len": "200"},
+        {"variant": "vanilla", "fixed_open_gate": "f", "forget_bias": "none"},
+        {"variant": "CIFG", "fixed_open_gate": "o", "forget_bias": "chrono"},
+        {"fixed_open_gate": "none", "cell": "gru"},
     ],
 )
 def test_good_combinations_pass(values):
     assert cfg.from_strings(values)
+
+
+def test_fixed_open_gate_names_the_run_only_when_set():
+    from experiments.report.descriptors import descriptor
+    from experiments.tracking.records import run_name
+    from experiments.training.model import cell_kwargs
+    from experiments.training.tasks import make_task
+
+    plain = cfg.from_strings({"seed": "1"})
+    assert run_name(plain) == "adding-T100 lstm/keras fb=1 tanh s1"  # as before the parameter existed
+    held = cfg.from_strings({"variant": "vanilla", "fixed_open_gate": "f", "seed": "1"})
+    assert run_name(held) == "adding-T100 lstm/vanilla open=f tanh s1"  # no forget bias left to set
+    assert run_name(held, ("fixed_open_gate",)).startswith("open=f · adding-T100 lstm/vanilla")
+    assert "fixed_open_gate" not in cell_kwargs(plain, make_task(plain))  # the layer as before
+    assert cell_kwargs(held, make_task(held))["fixed_open_gate"] == "f"
+    # A run logged before the parameter existed describes the same configuration as one logged "none".
+    old = {k: v for k, v in plain.as_params().items() if k != "fixed_open_gate"}
+    assert descriptor(old, {}) == descriptor(plain.as_params(), {})
+    assert descriptor(held.as_params(), {})["fixed_open_gate"] == "f"
+
+
+@pytest.mark.tf_only
+def test_fixed_open_gate_reaches_the_built_layer():
+    from experiments.training.model import build_model
+    from experiments.training.tasks import make_task
+
+    config = cfg.from_strings(
+        {"task": "adding", "seq_len": "5", "units": "4", "variant": "NP", "fixed_open_gate": "i"}
+    )
+    cell = build_model(config, make_task(config)).get_layer("recurrent").cell
+    assert cell.fixed_open_gate == "i" and cell.forget_bias == 1.0

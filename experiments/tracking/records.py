@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from experiments.training import config as run_config
 from experiments.training.config import AUTO, RunConfig
 from lstm_keras.variants import GRU_DEFAULT_FORGET_BIAS, LSTM_DEFAULT_FORGET_BIAS, VARIANTS
 
@@ -38,8 +39,8 @@ def resolved_forget_bias(config: RunConfig) -> str:
 
 
 def has_forget_gate(config: RunConfig) -> bool:
-    """A forget (LSTM) or update (GRU) gate; SimpleRNN (cell rnn) has neither."""
-    return config.cell in VARIANTS and VARIANTS[config.cell][config.variant].has_forget_gate
+    """A forget (LSTM) or update (GRU) gate, not held open; SimpleRNN (cell rnn) has neither."""
+    return run_config.has_forget_gate(config)
 
 
 def resolved_candidate_activation(config: RunConfig) -> str:
@@ -92,6 +93,7 @@ def run_name(config: RunConfig, varying: tuple[str, ...] = ()) -> str:
     parts = [
         (("task", "seq_len"), f"{config.task}-T{config.seq_len}"),
         (("cell", "variant"), f"{config.cell}/{config.variant}"),
+        (("fixed_open_gate",), "" if config.fixed_open_gate == "none" else f"open={config.fixed_open_gate}"),
         (("forget_bias",), "" if fb == "n/a" else f"fb={fb}"),
         (("candidate_activation",), resolved_candidate_activation(config)),
         (("seed",), f"s{config.seed}"),

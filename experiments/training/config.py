@@ -92,6 +92,9 @@ class RunConfig:
     seq_len: int = 100
     cell: str = "lstm"
     variant: str = "keras"
+    # none | i | f | o (lstm only): that learned gate stays in the computation, held at σ = 1
+    # (lstm_keras.constraints.HoldGateOpen), to compare with the variant where it is removed.
+    fixed_open_gate: str = "none"
     forget_bias: str = AUTO  # a float, 'chrono', 'none' or auto (the cell's default)
     candidate_activation: str = AUTO  # auto: the variant's; for rnn, SimpleRNN's activation
     output_activation: str = AUTO
@@ -215,6 +218,7 @@ def validate(config: RunConfig) -> RunConfig:
             float(c.target)
         except ValueError:
             raise ConfigError(f"Invalid target={c.target!r}. Valid choices: auto or a number.") from None
+    _validate_fixed_open_gate(c)  # first: the forget-bias checks read the held gate
     _validate_gates(c)
     _validate_task_options(c)
     return c
@@ -254,10 +258,11 @@ def _validate_gates(c: RunConfig) -> None:
             f"Invalid output_activation={c.output_activation!r}: cell='gru' does not squash its "
             "output. Valid choices: auto."
         )
-    if not variant.has_forget_gate and fb not in (AUTO, "none"):
+    if not has_forget_gate(c) and fb not in (AUTO, "none"):
+        held = f" with fixed_open_gate={c.fixed_open_gate!r}" if variant.has_forget_gate else ""
         raise ConfigError(
-            f"forget_bias={fb!r} given, but {c.cell} variant={c.variant!r} has no forget/update gate; "
-            "Valid choices: auto or none."
+            f"forget_bias={fb!r} given, but {c.cell} variant={c.variant!r}{held} has no forget/update "
+            "gate; Valid choices: auto or none."
         )
     if fb == "chrono" and input_length(c) <= 2:
         # Chrono draws log(U[1, T − 1]) with T the input length: nothing to draw from for T <= 2.
@@ -266,6 +271,28 @@ def _validate_gates(c: RunConfig) -> None:
             f"seq_len={c.seq_len} gives {input_length(c)}. Valid choices: seq_len >= 3, or "
             "forget_bias auto, a number or none."
         )
+
+
+def has_forget_gate(c: RunConfig) -> bool:
+    """A forget (LSTM) or update (GRU) gate whose bias forget_bias sets: not removed, not held open."""
+    if c.cell not in variants.VARIANTS:
+        return False
+    held = c.fixed_open_gate if c.cell == "lstm" and c.fixed_open_gate != "none" else None
+    return variants.keeps_forget_gate(variants.VARIANTS[c.cell][c.variant], held)
+
+
+def _validate_fixed_open_gate(c: RunConfig) -> None:
+    _check_choice("fixed_open_gate", c.fixed_open_gate, ("none", *variants.FIXED_OPEN_GATES))
+    if c.fixed_open_gate == "none":
+        return
+    if c.cell != "lstm":
+        raise ConfigError(
+            f"Invalid fixed_open_gate={c.fixed_open_gate!r} for cell={c.cell!r}: only LSTM gates can be "
+            "held open. Valid choices: none."
+        )
+    problem = variants.fixed_open_gate_problem(variants.LSTM_VARIANTS[c.variant], c.fixed_open_gate)
+    if problem is not None:
+        raise ConfigError(problem)
 
 
 def input_length(c: RunConfig) -> int:

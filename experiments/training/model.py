@@ -28,6 +28,8 @@ def cell_kwargs(config: RunConfig, task: Task) -> dict:
         )
         if c.forget_bias == "chrono":
             kwargs["chrono_tmax"] = task.seq_len
+    if c.fixed_open_gate != "none":  # none: the layer's arguments (and saved config) as before
+        kwargs["fixed_open_gate"] = c.fixed_open_gate
     if c.candidate_activation != AUTO:
         kwargs["candidate_activation"] = c.candidate_activation
     if c.output_activation != AUTO:
