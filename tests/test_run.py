@@ -270,6 +270,12 @@ def test_char_lm_and_sentiment_train_on_the_real_corpora(tracking, shared_corpor
     assert 3.5 < shakespeare["metrics.baseline_bpc"] < 5.0 and 3.5 < ptb["metrics.baseline_bpc"] < 5.0
     assert shakespeare["tags.data_checksum"] != ptb["tags.data_checksum"]
     assert shakespeare["metrics.final_val_bpc"] < 7.0
+    # The yardsticks: held-out unigram ≈ the training entropy; a 5-gram well below it.
+    assert abs(shakespeare["metrics.unigram_test_bpc"] - shakespeare["metrics.baseline_bpc"]) < 0.2
+    assert 2.0 < shakespeare["metrics.ngram5_test_bpc"] < shakespeare["metrics.unigram_test_bpc"] - 1.0
+    assert shakespeare["metrics.test_loss_over_baseline"] == pytest.approx(
+        shakespeare["metrics.test_loss"] / shakespeare["metrics.baseline"]
+    )
     assert 0.5 < sst2["metrics.baseline_accuracy"] < 0.6
     assert 0.0 <= sst2["metrics.final_val_accuracy"] <= 1.0 and "metrics.test_accuracy" in sst2
     assert sst2["tags.mlflow.runName"] == "sentiment-T12 gru/keras fb=none tanh s0"

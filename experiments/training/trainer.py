@@ -230,6 +230,7 @@ def summary(outcome: Outcome, config: RunConfig, task: Task) -> dict[str, float]
     if outcome.flow_end is not None:
         s["grad_flow_ratio_final"] = probes.flow_ratio(outcome.flow_end)
     s.update(outcome.test)
+    s.update(task.references)
     if "test_loss" in s:  # the judged metric of a confirmatory run (experiments/sweep/protocol.py)
         s["test_loss_over_baseline"] = s["test_loss"] / task.baseline_loss
     return s

@@ -41,6 +41,8 @@ class Task:
         metric: `metric(y_true, model_output) -> float`, model_output as the model returns it.
         data_checksum: sha256 of the corpus files, or a string naming the generator and seed.
         info: Extra facts worth a tag (corpus name, split sizes, vocabulary size).
+        references: Yardsticks computed from the data alone, logged beside the run's own
+            metrics (char_lm: held-out bpc of a unigram and a 5-gram model).
     """
 
     name: str
@@ -62,6 +64,7 @@ class Task:
     metric: Callable[[np.ndarray, np.ndarray], float]
     data_checksum: str
     info: dict[str, str] = field(default_factory=dict)
+    references: dict[str, float] = field(default_factory=dict)
 
     def solved(self, metric_value: float) -> bool:
         if not np.isfinite(metric_value):
