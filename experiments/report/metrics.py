@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 PRIMARY = "best_val_loss_over_baseline"  # lower is better, 1.0 = the memoryless baseline
+# What claims are judged on: the test split's loss / the memoryless baseline (never used to select).
+JUDGED = "test_loss_over_baseline"
 FLOW = "log10_grad_flow_ratio_init"  # log10 ‖∂L/∂h_1‖/‖∂L/∂h_T‖ at initialisation: lower = faster decay
 FLOW_FINAL = "log10_grad_flow_ratio_final"
 GROUP = ["sweep", "task", "config_label"]  # one configuration of one study
