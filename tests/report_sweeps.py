@@ -36,6 +36,7 @@ def child_metrics(task: str, quality: float, rng, flow_init: float, n_params: fl
         "grad_flow_ratio_init": flow_init,
         "grad_flow_ratio_final": flow_init * 3,
         "test_loss": 2.0 * quality,
+        "test_loss_over_baseline": quality,
     }
     if solved:
         out["steps_to_solve"] = float(50 * (1 + int(rng.integers(0, 3))))
