@@ -109,18 +109,22 @@ def test_report_tables_plots_claims_and_artifacts(store, tmp_path):
     fb0 = table.loc["task=copy forget_bias=0"]
     x0 = values[("task=copy forget_bias=0", 0.005)]
     x1 = values[("task=copy forget_bias=1", 0.005)]
-    assert fb0["test"] == "welch" and fb0["p"] == pytest.approx(st.ttest_ind(x0, x1, equal_var=False).pvalue)
+    # Paired by seed (the same seed = the same data stream), loss ratios on the log scale.
+    assert fb0["test"] == "paired t" and fb0["paired"] and fb0["n_pairs"] == 5
+    assert fb0["p"] == pytest.approx(st.ttest_rel(np.log(x0), np.log(x1)).pvalue)
     assert fb0["p_holm"] == pytest.approx(min(1.0, 2 * fb0["p"]))  # two comparisons vs the reference
     assert fb0["solve_rate"] == 0 and table.loc["task=copy forget_bias=1", "solve_rate"] == 1
 
     result = json.loads((folder / "claims.json").read_text())
     a = _claim(result["claims"], "a")
-    assert a["verdict"] == "supported"
+    assert a["by_task"] == {"copy": "supported"} and a["verdict"] == "inconclusive"  # one task only
+    assert a["overall"] == "inconclusive overall: supported on copy (1 task); not tested on adding"
     assert "claim_a.png" in a["plots"] and "forget_bias_fb_worse_copy.png" in a["plots"]
     assert {c["outcome"] for c in a["parts"][0]["contrasts"]} == {"for"}
     assert _claim(result["claims"], "b")["verdict"] == "not tested"
     md = (folder / "claims.md").read_text()
-    assert "## Verdict rules" in md and "Holm" in md and "| (a) A forget bias" in md
+    assert "## Verdict rules" in md and "One Holm family per study" in md and "| (a) A forget bias" in md
+    assert "Per task: copy: **supported**." in md and a["overall"] in md
     text = check_html(folder)
     assert "<strong>supported</strong>" in text and "task=copy forget_bias=0" in text
 
@@ -138,7 +142,12 @@ def test_report_tables_plots_claims_and_artifacts(store, tmp_path):
 )
 def test_claim_a_verdicts(store, tmp_path, study, verdict):
     rep = report.generate([study], tmp_path, log=False, plots=False)
-    assert _claim(rep.claims, "a")["verdict"] == verdict
+    a = _claim(rep.claims, "a")
+    assert a["by_task"] == {"copy": verdict}
+    assert a["verdict"] == "inconclusive"  # one task: never enough for an overall verdict
+    if study == "fb_same":  # equal values on every seed: no variance of the differences, no p
+        (row,) = a["parts"][0]["contrasts"]
+        assert row["note"] == "no variance across seeds" and row["p"] != row["p"]
 
 
 def test_missing_configurations_are_not_tested_with_a_reason(store, tmp_path):
@@ -232,7 +241,7 @@ def test_a_new_catalogue_entry_is_judged_by_the_evaluator_as_it_stands(store):
         (claim_catalogue.Part("z", "0 is worse", (contrast,), "any"),),
     )
     result = ev.evaluate_claim(claim, analysis.configs, analysis.chosen, analysis.runs, ev.Options())
-    assert result["verdict"] == "supported"  # fb 0: 0.9, fb 2: 0.15 (tests/report_sweeps.py)
+    assert result["by_task"] == {"copy": "supported"}  # fb 0: 0.9, fb 2: 0.15 (tests/report_sweeps.py)
     (row,) = result["parts"][0]["contrasts"]
     assert (row["a"], row["b"]) == ("task=copy forget_bias=0", "task=copy forget_bias=2") and row[
         "diff"
