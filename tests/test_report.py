@@ -171,19 +171,28 @@ def test_combined_report_uses_every_sweep_and_logs_on_each_parent(store, tmp_pat
     client, sweeps = store
     rep = report.generate(["fb_worse", sweeps["cells"][0]], tmp_path)
     assert rep.folder == tmp_path / "combined"
+    # Every contrast of both studies is on copy: a verdict per task, never an overall one.
     f = _claim(rep.claims, "f")
-    assert f["verdict"] == "supported"  # equal quality, fewer parameters
-    assert [p["verdict"] for p in f["parts"]] == ["supported", "supported"]
+    assert f["by_task"] == {"copy": "supported"} and f["verdict"] == "inconclusive"
+    assert (
+        f["overall"]
+        == "inconclusive overall: supported on copy (1 task); not tested on adding, char_lm, sentiment"
+    )
+    # f1 needs parameter-matched units (none here); f2: equal units, ratio within ±0.5 % → TOST for.
+    assert [p["verdict"] for p in f["parts"]] == ["not tested", "inconclusive"]
+    (f2,) = f["parts"][1]["contrasts"]
+    assert f2["paired"] and f2["outcome"] == "for" and f2["p_tost_holm"] < 0.05
+    (fact,) = f["facts"]  # the GRU's fewer parameters: printed, not judged
+    assert (fact["n_params_a"], fact["n_params_b"]) == (18816.0, 24832.0)
     h = _claim(rep.claims, "h")
-    assert [p["verdict"] for p in h["parts"]] == [
-        "supported",
-        "supported",
-    ]  # rnn 1e-6 vs 0.1; fb 0 0.01 vs 0.1
-    assert h["verdict"] == "supported" and set(h["sweeps"]) == {"fb_worse", "cells"}
+    assert [p["by_task"] for p in h["parts"]] == [
+        {"copy": "supported"}
+    ] * 2  # rnn 1e-6 vs 0.1; fb 0 0.01 vs 0.1
+    assert h["by_task"] == {"copy": "supported"} and set(h["sweeps"]) == {"fb_worse", "cells"}
     a = _claim(rep.claims, "a")
-    assert a["verdict"] == "supported" and a["sweeps"] == ["fb_worse"]  # `cells` does not list (a)
+    assert a["by_task"] == {"copy": "supported"} and a["sweeps"] == ["fb_worse"]  # `cells` does not list (a)
     i = _claim(rep.claims, "i")  # lstm1997 0.8 vs keras LSTM 0.3 on copy
-    assert i["verdict"] == "supported" and i["sweeps"] == ["cells"]
+    assert i["by_task"] == {"copy": "supported"} and i["sweeps"] == ["cells"]
     (row,) = i["parts"][0]["contrasts"]
     assert (row["a"], row["b"], row["outcome"]) == (
         "task=copy cell=lstm variant=lstm1997",
@@ -191,7 +200,13 @@ def test_combined_report_uses_every_sweep_and_logs_on_each_parent(store, tmp_pat
         "for",
     )
     assert row["mean_a"] == pytest.approx(0.8) and row["mean_b"] == pytest.approx(0.3)
-    assert row["p_holm"] < 0.05 and row["diff"] > 0
+    assert row["p_holm"] < 0.05 and row["diff"] > 0 and row["test"] == "paired t"
+    assert row["ratio"] == pytest.approx(
+        np.exp(np.mean(np.log([(0.8 + n) / (0.3 + n) for n in (-0.02, -0.01, 0, 0.01, 0.02)])))
+    )
+    # One Holm family per study: adding `fb_worse` to the report leaves `cells`'s p_holm as it was.
+    alone = _claim(report.generate(["cells"], tmp_path / "alone", log=False, plots=False).claims, "i")
+    assert alone["parts"][0]["contrasts"][0]["p_holm"] == pytest.approx(row["p_holm"])
     text = check_html(rep.folder)
     assert "claim_i.png" in text and "lstm1997" in text
     for parent in (sweeps["fb_worse"][0], sweeps["cells"][0]):
