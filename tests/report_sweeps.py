@@ -36,6 +36,7 @@ def child_metrics(task: str, quality: float, rng, flow_init: float, n_params: fl
         "grad_flow_ratio_init": flow_init,
         "grad_flow_ratio_final": flow_init * 3,
         "test_loss": 2.0 * quality,
+        "test_loss_over_baseline": quality,
     }
     if solved:
         out["steps_to_solve"] = float(50 * (1 + int(rng.integers(0, 3))))
@@ -145,7 +146,10 @@ def make_sweep(
                 if tag_ref:
                     tags["is_reference"] = str(is_ref).lower()
                 diverged = bool(cfg.get("_diverged", lambda lr, s: False)(lr, seed))
-                flow, n_params = cfg.get("_flow", 0.1), cfg.get("_n_params", 1000.0)
+                # Gradient flow varies a little by seed and configuration (its own generator, so the
+                # other metrics stay as they were): paired differences have a variance to test.
+                wobble = 10 ** np.random.default_rng([ci, seed, 7]).normal(0.0, 0.05)
+                flow, n_params = cfg.get("_flow", 0.1) * wobble, cfg.get("_n_params", 1000.0)
                 summary = child_metrics(params["task"], quality, rng, flow, n_params, diverged)
                 ts = now + n
                 metrics = [Metric(k, v, ts, 0) for k, v in summary.items()]
@@ -194,7 +198,13 @@ def every_sweep(client, folder) -> dict:
     client.log_artifact(sweeps["variants"][0], str(spec))
     cells = [
         {"task": "copy", "cell": "lstm", "_q": lambda lr, s: 0.3 + noise(s), "_n_params": 24832.0},
-        {"task": "copy", "cell": "gru", "_q": lambda lr, s: 0.3 + noise(s), "_n_params": 18816.0},
+        # As good as the LSTM within ±0.5 % per seed (claim f2: equivalent at equal units).
+        {
+            "task": "copy",
+            "cell": "gru",
+            "_q": lambda lr, s: 0.3 + noise(s) + 0.003 * (s % 2 - 0.5),
+            "_n_params": 18816.0,
+        },
         {"task": "copy", "cell": "rnn", "_q": lambda lr, s: 0.95 + noise(s), "_flow": 1e-6},
         # The 1997 LSTM, clearly worse than Keras's LSTM (claim i).
         {"task": "copy", "cell": "lstm", "variant": "lstm1997", "_q": lambda lr, s: 0.8 + noise(s)},

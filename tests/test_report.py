@@ -109,18 +109,22 @@ def test_report_tables_plots_claims_and_artifacts(store, tmp_path):
     fb0 = table.loc["task=copy forget_bias=0"]
     x0 = values[("task=copy forget_bias=0", 0.005)]
     x1 = values[("task=copy forget_bias=1", 0.005)]
-    assert fb0["test"] == "welch" and fb0["p"] == pytest.approx(st.ttest_ind(x0, x1, equal_var=False).pvalue)
+    # Paired by seed (the same seed = the same data stream), loss ratios on the log scale.
+    assert fb0["test"] == "paired t" and fb0["paired"] and fb0["n_pairs"] == 5
+    assert fb0["p"] == pytest.approx(st.ttest_rel(np.log(x0), np.log(x1)).pvalue)
     assert fb0["p_holm"] == pytest.approx(min(1.0, 2 * fb0["p"]))  # two comparisons vs the reference
     assert fb0["solve_rate"] == 0 and table.loc["task=copy forget_bias=1", "solve_rate"] == 1
 
     result = json.loads((folder / "claims.json").read_text())
     a = _claim(result["claims"], "a")
-    assert a["verdict"] == "supported"
+    assert a["by_task"] == {"copy": "supported"} and a["verdict"] == "inconclusive"  # one task only
+    assert a["overall"] == "inconclusive overall: supported on copy (1 task); not tested on adding"
     assert "claim_a.png" in a["plots"] and "forget_bias_fb_worse_copy.png" in a["plots"]
     assert {c["outcome"] for c in a["parts"][0]["contrasts"]} == {"for"}
     assert _claim(result["claims"], "b")["verdict"] == "not tested"
     md = (folder / "claims.md").read_text()
-    assert "## Verdict rules" in md and "Holm" in md and "| (a) A forget bias" in md
+    assert "## Verdict rules" in md and "One Holm family per study" in md and "| (a) A forget bias" in md
+    assert "Per task: copy: **supported**." in md and a["overall"] in md
     text = check_html(folder)
     assert "<strong>supported</strong>" in text and "task=copy forget_bias=0" in text
 
@@ -138,7 +142,12 @@ def test_report_tables_plots_claims_and_artifacts(store, tmp_path):
 )
 def test_claim_a_verdicts(store, tmp_path, study, verdict):
     rep = report.generate([study], tmp_path, log=False, plots=False)
-    assert _claim(rep.claims, "a")["verdict"] == verdict
+    a = _claim(rep.claims, "a")
+    assert a["by_task"] == {"copy": verdict}
+    assert a["verdict"] == "inconclusive"  # one task: never enough for an overall verdict
+    if study == "fb_same":  # equal values on every seed: no variance of the differences, no p
+        (row,) = a["parts"][0]["contrasts"]
+        assert row["note"] == "no variance across seeds" and row["p"] != row["p"]
 
 
 def test_missing_configurations_are_not_tested_with_a_reason(store, tmp_path):
@@ -162,19 +171,28 @@ def test_combined_report_uses_every_sweep_and_logs_on_each_parent(store, tmp_pat
     client, sweeps = store
     rep = report.generate(["fb_worse", sweeps["cells"][0]], tmp_path)
     assert rep.folder == tmp_path / "combined"
+    # Every contrast of both studies is on copy: a verdict per task, never an overall one.
     f = _claim(rep.claims, "f")
-    assert f["verdict"] == "supported"  # equal quality, fewer parameters
-    assert [p["verdict"] for p in f["parts"]] == ["supported", "supported"]
+    assert f["by_task"] == {"copy": "supported"} and f["verdict"] == "inconclusive"
+    assert (
+        f["overall"]
+        == "inconclusive overall: supported on copy (1 task); not tested on adding, char_lm, sentiment"
+    )
+    # f1 needs parameter-matched units (none here); f2: equal units, ratio within ±0.5 % → TOST for.
+    assert [p["verdict"] for p in f["parts"]] == ["not tested", "inconclusive"]
+    (f2,) = f["parts"][1]["contrasts"]
+    assert f2["paired"] and f2["outcome"] == "for" and f2["p_tost_holm"] < 0.05
+    (fact,) = f["facts"]  # the GRU's fewer parameters: printed, not judged
+    assert (fact["n_params_a"], fact["n_params_b"]) == (18816.0, 24832.0)
     h = _claim(rep.claims, "h")
-    assert [p["verdict"] for p in h["parts"]] == [
-        "supported",
-        "supported",
-    ]  # rnn 1e-6 vs 0.1; fb 0 0.01 vs 0.1
-    assert h["verdict"] == "supported" and set(h["sweeps"]) == {"fb_worse", "cells"}
+    assert [p["by_task"] for p in h["parts"]] == [
+        {"copy": "supported"}
+    ] * 2  # rnn 1e-6 vs 0.1; fb 0 0.01 vs 0.1
+    assert h["by_task"] == {"copy": "supported"} and set(h["sweeps"]) == {"fb_worse", "cells"}
     a = _claim(rep.claims, "a")
-    assert a["verdict"] == "supported" and a["sweeps"] == ["fb_worse"]  # `cells` does not list (a)
+    assert a["by_task"] == {"copy": "supported"} and a["sweeps"] == ["fb_worse"]  # `cells` does not list (a)
     i = _claim(rep.claims, "i")  # lstm1997 0.8 vs keras LSTM 0.3 on copy
-    assert i["verdict"] == "supported" and i["sweeps"] == ["cells"]
+    assert i["by_task"] == {"copy": "supported"} and i["sweeps"] == ["cells"]
     (row,) = i["parts"][0]["contrasts"]
     assert (row["a"], row["b"], row["outcome"]) == (
         "task=copy cell=lstm variant=lstm1997",
@@ -182,7 +200,13 @@ def test_combined_report_uses_every_sweep_and_logs_on_each_parent(store, tmp_pat
         "for",
     )
     assert row["mean_a"] == pytest.approx(0.8) and row["mean_b"] == pytest.approx(0.3)
-    assert row["p_holm"] < 0.05 and row["diff"] > 0
+    assert row["p_holm"] < 0.05 and row["diff"] > 0 and row["test"] == "paired t"
+    assert row["ratio"] == pytest.approx(
+        np.exp(np.mean(np.log([(0.8 + n) / (0.3 + n) for n in (-0.02, -0.01, 0, 0.01, 0.02)])))
+    )
+    # One Holm family per study: adding `fb_worse` to the report leaves `cells`'s p_holm as it was.
+    alone = _claim(report.generate(["cells"], tmp_path / "alone", log=False, plots=False).claims, "i")
+    assert alone["parts"][0]["contrasts"][0]["p_holm"] == pytest.approx(row["p_holm"])
     text = check_html(rep.folder)
     assert "claim_i.png" in text and "lstm1997" in text
     for parent in (sweeps["fb_worse"][0], sweeps["cells"][0]):
@@ -232,7 +256,7 @@ def test_a_new_catalogue_entry_is_judged_by_the_evaluator_as_it_stands(store):
         (claim_catalogue.Part("z", "0 is worse", (contrast,), "any"),),
     )
     result = ev.evaluate_claim(claim, analysis.configs, analysis.chosen, analysis.runs, ev.Options())
-    assert result["verdict"] == "supported"  # fb 0: 0.9, fb 2: 0.15 (tests/report_sweeps.py)
+    assert result["by_task"] == {"copy": "supported"}  # fb 0: 0.9, fb 2: 0.15 (tests/report_sweeps.py)
     (row,) = result["parts"][0]["contrasts"]
     assert (row["a"], row["b"]) == ("task=copy forget_bias=0", "task=copy forget_bias=2") and row[
         "diff"

@@ -15,7 +15,7 @@ import pytest
 from report_sweeps import make_sweep, noise
 from scipy import stats as st
 
-from experiments.report import divergence, selection, stats
+from experiments.report import comparison, divergence, selection
 from experiments.report import pipeline as report
 from experiments.report.metrics import PRIMARY
 
@@ -76,17 +76,17 @@ def test_a_learning_rate_whose_seeds_mostly_diverged_is_not_chosen_for_its_pre_d
     assert selection.lr_table(df.drop(columns="diverged"), "m").set_index("learning_rate").loc[0.02, "chosen"]
 
 
-def test_a_comparison_with_a_diverged_seed_ranks_it_below_every_other():
+def test_an_unpaired_comparison_with_a_diverged_seed_ranks_it_below_every_other():
     a, b = [math.inf, 0.5, 0.49, 0.51, 0.52], [0.3, 0.31, 0.29, 0.32, 0.28]
-    c = divergence.compare(a, b)
-    assert c.test == divergence.WORST_RANK_TEST and c.n_a == 5
+    c = comparison.compare(pd.Series(a), pd.Series(b), "ln")  # no seeds logged: unpaired
+    assert c.test == divergence.WORST_RANK_TEST and c.n_a == 5 and not c.paired
     assert c.p == pytest.approx(st.mannwhitneyu(a, b, method="exact").pvalue)
     assert c.diff > 0 and c.mean_a == pytest.approx(np.mean(a[1:]))  # mean over the runs that did not diverge
     assert math.isnan(c.diff_ci_low) and math.isnan(c.hedges_g)
     # Diverged runs tie with each other: two sides that both fully diverged do not differ.
-    assert divergence.compare([math.inf] * 3, [math.inf] * 3).p == 1.0
-    # No diverged run: exactly the old comparison.
-    assert divergence.compare(b, a[1:]) == stats.compare(b, a[1:])
+    assert comparison.compare(pd.Series([math.inf] * 3), pd.Series([math.inf] * 3)).p == 1.0
+    # No diverged run: the ordinary small-sample test.
+    assert comparison.compare(pd.Series(b), pd.Series(a[1:])).test == "mannwhitney"
 
 
 def test_outcome_metrics_of_a_diverged_run_count_as_worst_and_flow_at_init_stays():
@@ -122,13 +122,17 @@ def test_the_report_chooses_the_stable_rate_ranks_diverged_seeds_worst_and_print
 
     claim = next(c for c in json.loads((folder / "claims.json").read_text())["claims"] if c["id"] == "d")
     d1 = claim["parts"][0]["contrasts"][0]
-    assert d1["test"] == divergence.WORST_RANK_TEST and d1["diff"] > 0  # clip 0 is worse, not better
-    expected = st.mannwhitneyu(
-        [math.inf, *[0.5 + noise(s) for s in range(1, 5)]], [0.3 + noise(s) for s in range(5)]
-    )
-    assert d1["p"] == pytest.approx(expected.pvalue)
+    # Paired by seed; seed 0 of A diverged, so its difference is +inf: the signed-rank test.
+    assert d1["test"] == divergence.WORST_RANK_PAIRED and d1["diff"] > 0  # clip 0 is worse, not better
+    d = np.log([0.5 + noise(s) for s in range(1, 5)]) - np.log([0.3 + noise(s) for s in range(1, 5)])
+    assert d1["p"] == pytest.approx(st.wilcoxon([d.max() + 1, *d], method="exact").pvalue)
+    assert d1["p"] == pytest.approx(2 / 32)  # every sign agrees: the least 5 pairs can reach
     assert (d1["diverged_a"], d1["runs_a"], d1["diverged_b"], d1["runs_b"]) == (5, 10, 0, 10)
-    assert d1["outcome"] == "for" and claim["parts"][0]["verdict"] == "supported"
+    # One Holm family for the study: the signed-rank p and Fisher's p → 2 × Fisher's, for both.
+    fisher = st.fisher_exact([[5, 5], [0, 10]]).pvalue
+    assert d1["div_p"] == pytest.approx(fisher) and 2 * fisher > 2 / 32
+    assert d1["p_holm"] == pytest.approx(2 * fisher) and d1["div_p_holm"] == pytest.approx(2 * fisher)
+    assert d1["outcome"] == "neutral" and claim["parts"][0]["by_task"] == {"adding": "inconclusive"}
     claims_md = (folder / "claims.md").read_text()
     assert f"diverged {_wilson(5, 10)} vs {_wilson(0, 10)}" in claims_md
     assert "Diverged runs rank worst" in claims_md

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from experiments.report import divergence, stats
+from experiments.report import comparison, divergence, stats
 from experiments.report.descriptors import norm
 from experiments.report.load import SweepResults
-from experiments.report.metrics import GROUP, PRIMARY, summary_metrics
+from experiments.report.metrics import GROUP, JUDGED, PRIMARY, summary_metrics
 from experiments.report.selection import group_columns, lr_table, protocol_runs
 
 
@@ -71,12 +71,13 @@ def assign_references(configs: pd.DataFrame, reference: dict) -> dict[tuple, tup
     return out
 
 
-def _values(df: pd.DataFrame, key: tuple, metric: str) -> np.ndarray:
-    """The configuration's `metric` per run, a diverged run's at the worst value (`divergence`)."""
+def _values(df: pd.DataFrame, key: tuple, metric: str) -> pd.Series:
+    """The configuration's `metric` per run, indexed by seed, a diverged run's at the worst value
+    (`comparison.seeded`)."""
     mask = np.ones(len(df), dtype=bool)
     for col, v in zip(GROUP, key):
         mask &= (df[col] == v).to_numpy()
-    return divergence.counted(df.loc[mask], metric)
+    return comparison.seeded(df.loc[mask], metric)
 
 
 def summarize(
@@ -123,17 +124,18 @@ def summarize(
 def compare_to_reference(
     chosen: pd.DataFrame, references: dict[tuple, tuple], metric: str = PRIMARY, test: str = "auto"
 ) -> pd.DataFrame:
-    """Each non-reference configuration vs its reference on `metric`: difference (Welch CI), Hedges'
-    g, test and p (a worst-rank comparison when a seed diverged: `divergence.compare`); `p_holm`
-    corrects over the configurations of one study and task."""
+    """Each non-reference configuration vs its reference on `metric` by `stats.TEST_RULE`
+    (`comparison.compare`: paired by seed where seeds match, loss ratios on the log scale, a
+    diverged seed ranked worst); `p_holm` corrects over the configurations of one study and task."""
     rows = []
     for key, ref in sorted(references.items()):
         if key == ref:
             continue
-        c = divergence.compare(_values(chosen, key, metric), _values(chosen, ref, metric), test)
-        rows.append({**dict(zip(GROUP, key)), "reference": ref[2], **c.as_dict()})
-    cols = [*GROUP, "reference", *stats.Comparison.__dataclass_fields__, "p_holm"]
-    out = pd.DataFrame(rows, columns=cols[:-1])
+        a, b = _values(chosen, key, metric), _values(chosen, ref, metric)
+        c = comparison.compare(a, b, comparison.scale_of(metric), test=test)
+        rows.append({**dict(zip(GROUP, key)), "reference": ref[2], "metric": metric, **c.as_dict()})
+    cols = [*GROUP, "reference", "metric", *comparison.Comparison.__dataclass_fields__]
+    out = pd.DataFrame(rows, columns=cols)
     out["p_holm"] = np.nan
     for _, idx in out.groupby(["sweep", "task"]).groups.items():
         out.loc[idx, "p_holm"] = stats.holm(out.loc[idx, "p"].to_numpy(dtype=float))
@@ -155,7 +157,7 @@ class Analysis:
     chosen: pd.DataFrame  # the judged runs: confirmatory, at each configuration's chosen rate
     configs: pd.DataFrame  # `config_table`
     references: dict[tuple, tuple]  # `assign_references`, over all sweeps
-    comparisons: pd.DataFrame  # `compare_to_reference` on PRIMARY
+    comparisons: pd.DataFrame  # `compare_to_reference` on JUDGED (the test split)
 
 
 def analyse(sweeps: list[SweepResults], runs: pd.DataFrame, test: str = "auto") -> Analysis:
@@ -171,7 +173,7 @@ def analyse(sweeps: list[SweepResults], runs: pd.DataFrame, test: str = "auto") 
         chosen=chosen,
         configs=configs,
         references=references,
-        comparisons=compare_to_reference(chosen, references, PRIMARY, test),
+        comparisons=compare_to_reference(chosen, references, JUDGED, test),
     )
 
 

@@ -6,8 +6,10 @@ were), so the report must never rank it by that score. Here a diverged run's out
 ±inf; a summary's mean then leaves it out (its divergence rate says how many), and a comparison
 with any diverged seed is a worst-rank analysis (Lachin 1999, Controlled Clinical Trials 20:408):
 every diverged run ranks below every run that did not diverge, diverged runs tie with each
-other, and the test is the rank-based Mann–Whitney U (`stats.TEST_RULE`'s small-sample test),
-which an infinite value leaves well defined where a mean, a t-test or Hedges' g would not be.
+other, and the test is rank-based, which an infinite value leaves well defined where a mean, a
+t-test or an effect size would not be: paired by seed, the Wilcoxon signed-rank test on the
+per-seed differences (a diverged side's difference is ±inf, ranked largest); unpaired, the
+Mann–Whitney U test (`stats.TEST_RULE`; `experiments.report.comparison` applies it).
 """
 
 from __future__ import annotations
@@ -19,11 +21,20 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from experiments.report import stats
-from experiments.report.metrics import PRIMARY, TASK_METRICS
+from experiments.report.metrics import JUDGED, PRIMARY, TASK_METRICS
 
 WORST_RANK_TEST = "mannwhitney (diverged = worst)"
+WORST_RANK_PAIRED = "wilcoxon (diverged = worst)"
 # Loss-like summary metrics (lower is better); the tasks' own metrics follow TASK_METRICS.
-LOSSES = (PRIMARY, "val_loss_over_baseline", "best_val_loss", "final_val_loss", "final_loss", "test_loss")
+LOSSES = (
+    JUDGED,
+    PRIMARY,
+    "val_loss_over_baseline",
+    "best_val_loss",
+    "final_val_loss",
+    "final_loss",
+    "test_loss",
+)
 
 
 def worst(metric: str) -> float | None:
@@ -69,32 +80,32 @@ def hodges_lehmann(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.median(pairs)) if len(pairs) else math.nan
 
 
-def compare(a, b, test: str = "auto", confidence: float = 0.95) -> stats.Comparison:
-    """`stats.compare` when no value is infinite; else the worst-rank comparison: Mann–Whitney p on
-    the ranks, the Hodges–Lehmann shift as the difference, no CI or Hedges' g (an infinite value
-    has no mean difference); the means are over the runs that did not diverge, n over all runs."""
-    a = np.asarray(a, dtype=float).reshape(-1)
-    b = np.asarray(b, dtype=float).reshape(-1)
-    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
-    if np.isfinite(a).all() and np.isfinite(b).all():
-        return stats.compare(a, b, test, confidence)
-    finite = stats.finite(np.concatenate([a, b]))
-    top = float(finite.max()) + 1.0 if len(finite) else 1.0
-    bottom = float(finite.min()) - 1.0 if len(finite) else -1.0
-    _, p = stats.two_sample_p(_ranked(a, top, bottom), _ranked(b, top, bottom), "mannwhitney")
-    fa, fb = stats.finite(a), stats.finite(b)
-    return stats.Comparison(
-        n_a=len(a),
-        n_b=len(b),
-        mean_a=float(fa.mean()) if len(fa) else math.nan,
-        mean_b=float(fb.mean()) if len(fb) else math.nan,
-        diff=hodges_lehmann(a, b),
-        diff_ci_low=math.nan,
-        diff_ci_high=math.nan,
-        hedges_g=math.nan,
-        test=WORST_RANK_TEST,
-        p=p,
-    )
+def hodges_lehmann_paired(d: np.ndarray) -> float:
+    """The median of the Walsh averages (d_i + d_j)/2, i ≤ j (the estimate that goes with the signed-
+    rank test); a +∞ and a −∞ (A diverged on one seed, B on another) average to 0, a tie."""
+    d = np.asarray(d, dtype=float)
+    i, j = np.triu_indices(len(d))
+    with np.errstate(invalid="ignore"):
+        walsh = (d[i] + d[j]) / 2
+    walsh[np.isnan(walsh)] = 0.0
+    return float(np.median(walsh)) if len(walsh) else math.nan
+
+
+def paired_differences(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a − b per pair; two worst values (both sides diverged: inf − inf) differ by 0, a tie."""
+    with np.errstate(invalid="ignore"):
+        d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    both = ~np.isfinite(a) & ~np.isfinite(b) & (np.sign(a) == np.sign(b))
+    d[both] = 0.0
+    return d
+
+
+def ranked_finite(values: np.ndarray) -> np.ndarray:
+    """`values` with ±inf replaced by ±(1 + the largest finite |value|): the same signed ranks and
+    ranks, finite for scipy."""
+    fin = stats.finite(values)
+    big = float(np.abs(fin).max()) + 1.0 if len(fin) else 1.0
+    return _ranked(np.asarray(values, dtype=float), big, -big)
 
 
 def rate_ci(events: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.report.descriptors import descriptor
-from experiments.report.metrics import FLOW, FLOW_FINAL, GROUP
+from experiments.report.metrics import FLOW, FLOW_FINAL, GROUP, JUDGED
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -140,6 +140,8 @@ def tidy(raw: pd.DataFrame, sweep: str, study: str) -> pd.DataFrame:
     for col in df.columns:
         if col.startswith("metrics."):
             out[col[8:]] = df[col].astype(float).to_numpy()
+    if JUDGED not in out and {"test_loss", "baseline"} <= set(out):  # runs logged before it existed
+        out[JUDGED] = out["test_loss"] / out["baseline"]
     for name, src in ((FLOW, "grad_flow_ratio_init"), (FLOW_FINAL, "grad_flow_ratio_final")):
         values = out[src].to_numpy(dtype=float) if src in out else np.full(len(out), np.nan)
         # A ratio of exactly 0 is a gradient that underflowed float32: it vanished, so it counts

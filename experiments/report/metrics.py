@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 PRIMARY = "best_val_loss_over_baseline"  # lower is better, 1.0 = the memoryless baseline
+# What claims are judged on: the test split's loss / the memoryless baseline (never used to select).
+JUDGED = "test_loss_over_baseline"
 FLOW = "log10_grad_flow_ratio_init"  # log10 ‖∂L/∂h_1‖/‖∂L/∂h_T‖ at initialisation: lower = faster decay
 FLOW_FINAL = "log10_grad_flow_ratio_final"
 GROUP = ["sweep", "task", "config_label"]  # one configuration of one study
@@ -22,4 +24,13 @@ def task_metric(task: str) -> tuple[str, bool]:
 
 def summary_metrics(task: str) -> list[str]:
     m, _ = task_metric(task)
-    return [PRIMARY, f"best_val_{m}", f"final_val_{m}", "steps_to_solve", FLOW, FLOW_FINAL]
+    return [
+        JUDGED,
+        f"test_{m}",
+        PRIMARY,
+        f"best_val_{m}",
+        f"final_val_{m}",
+        "steps_to_solve",
+        FLOW,
+        FLOW_FINAL,
+    ]

@@ -210,7 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--test", default="auto", choices=stats.TESTS, help=stats.TEST_RULE)
     parser.add_argument("--alpha", type=float, default=0.05)
-    parser.add_argument("--margin", type=float, default=0.10, help="equivalence margin, relative to B's mean")
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=None,
+        help="replace every contrast's own equivalence margin (a ratio band 1/(1+m)..1+m)",
+    )
     parser.add_argument("--no_log", action="store_true", help="write the folder only, log no artifacts")
     args = parser.parse_args(argv)
     refs = [r.strip() for arg in args.sweep for r in arg.split(",") if r.strip()]

@@ -11,7 +11,7 @@ import pandas as pd
 from experiments.report import divergence, stats
 from experiments.report.claim_evaluation import Options
 from experiments.report.load import SweepResults
-from experiments.report.metrics import FLOW, FLOW_FINAL, PRIMARY, task_metric
+from experiments.report.metrics import FLOW, FLOW_FINAL, JUDGED, PRIMARY, task_metric
 
 
 def fmt(x, digits: int = 3) -> str:
@@ -109,18 +109,19 @@ def slug(text: str) -> str:
 
 def method_text(opts: Options) -> str:
     return (
-        "Per configuration the learning rate with the fewest diverged or non-finite seeds, then the lowest "
-        "mean `best_val_loss_over_baseline` over the other seeds, is chosen (best-over-LR; "
-        "`lr_selection.csv`); its FINISHED seeds are summarised as mean [95 % t-interval]. A diverged run "
-        "(non-finite, or a loss above `explode_factor` × max(baseline, initial validation loss)) counts "
-        "as worst: its losses and task metric are left out of the means, its divergence rate is shown "
-        "with a 95 % Wilson interval, and a comparison with a diverged seed ranks it below every other "
-        "(Mann–Whitney U, Hodges–Lehmann Δ, no CI). `steps_to_solve` is over solved seeds only; "
-        "gradient-flow ratios are summarised on log10. Versus the reference configuration: Δ = mean − "
-        "mean(ref) of `best_val_loss_over_baseline` "
-        f"with its Welch 95 % CI, Hedges' g (bias-corrected, pooled sd) and the p-value of the test "
-        f"(`--test {opts.test}`: {stats.TEST_RULE}), Holm-corrected over the configurations of one study "
-        "and task."
+        "Per configuration one learning rate is kept: the fewest diverged or non-finite seeds, then the "
+        "lowest mean `best_val_loss_over_baseline` (validation split), then the smaller rate, read "
+        "from the tuning runs only (`lr_selection.csv`; docs/studies.md, the protocol). The "
+        "confirmatory runs at that rate, on fresh seeds without early stopping, are what the tables "
+        f"summarise (mean [95 % t-interval]) and the comparisons judge, on `{JUDGED}` (the test "
+        "split's loss over the memoryless baseline). A diverged run (non-finite, or a loss above "
+        "`explode_factor` × max(baseline, initial validation loss)) counts as worst: its losses and task "
+        "metric are left out of the means, its divergence rate is shown with a 95 % Wilson interval, "
+        "and a comparison with a diverged seed ranks it below every other. `steps_to_solve` is over "
+        "solved seeds only; gradient-flow ratios are summarised on log10. Versus the reference "
+        "configuration: the ratio of the two (geometric means, paired by seed) with its BCa bootstrap "
+        f"95 % CI, Cohen's d_z and the p-value of the test (`--test {opts.test}`: {stats.TEST_RULE}), "
+        "Holm-corrected over the configurations of one study and task."
     )
 
 
