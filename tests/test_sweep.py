@@ -334,3 +334,20 @@ def test_a_tuned_sweep_confirms_each_configuration_at_its_chosen_rate_and_the_re
         assert set(built.summary["n_seeds"]) == {2}
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_a_task_may_run_its_own_subset_of_the_configurations(tmp_path):
+    spec = _spec(
+        tasks={"adding": {"seq_len": 6}, "copy": {"seq_len": 3, "grid": {"forget_bias": ["1"]}}},
+        grid={"forget_bias": ["0", "1", "2"]},
+    )
+    sweep = load(_write(tmp_path, spec), "quick")
+    labels = sorted({t.config_label for t in sweep.trials})
+    assert labels == [
+        "task=adding forget_bias=0",
+        "task=adding forget_bias=1",
+        "task=adding forget_bias=2",
+        "task=copy forget_bias=1",
+    ]
+    with pytest.raises(SpecError, match="tasks.copy: unknown parameter 'colour'"):
+        load(_write(tmp_path, _spec(tasks={"copy": {"colour": "red"}})), "quick")

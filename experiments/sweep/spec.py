@@ -308,16 +308,15 @@ def _with_profile(spec: dict, profile: str, where: str) -> dict:
 
 
 def _expand(merged: dict, where: str) -> tuple[list[Point], list[str], dict[str, str]]:
-    """(every configuration: tasks × configs × grid; the learning rates; the reference)."""
+    """(every configuration: tasks × configs × grid; the learning rates; the reference).
+
+    A task's entry may carry its own `configs` or `grid` (replacing the study's for that task), so
+    a costly task runs a subset of the configurations."""
     base = _strings(merged.get("base") or {}, f"{where}: base")
     tasks = merged.get("tasks") or {base.get("task", "copy"): {}}
     if not isinstance(tasks, dict) or not tasks:
         raise SpecError(f"{where}: tasks: expected a non-empty mapping of task: parameters.")
-    configs = [
-        _strings(c, f"{where}: configs[{i}]")
-        for i, c in enumerate(_list(merged.get("configs", [{}]), f"{where}: configs"))
-    ]
-    grid_axes = _grid_axes(merged.get("grid") or {}, where)
+    designs = {task: _design(merged, body or {}, f"{where}: tasks.{task}") for task, body in tasks.items()}
     lrs = [
         repr(float(v))
         for v in _list(
@@ -327,10 +326,10 @@ def _expand(merged: dict, where: str) -> tuple[list[Point], list[str], dict[str,
         )
     ]
     reference = _strings(merged.get("reference") or {}, f"{where}: reference")
-    varying = ["task", *dict.fromkeys(k for c in configs for k in c), *grid_axes]
+    keys = [k for _, configs, axes in designs.values() for k in (*(k for c in configs for k in c), *axes)]
+    varying = ["task", *dict.fromkeys(keys)]
     points = []
-    for task, task_params in tasks.items():
-        task_params = _strings(task_params or {}, f"{where}: tasks.{task}")
+    for task, (task_params, configs, grid_axes) in designs.items():
         for config, values in itertools.product(configs, itertools.product(*grid_axes.values())):
             point = {**base, "task": task, **task_params, **config, **dict(zip(grid_axes, values))}
             label_params = {k: point[k] for k in varying if k in point}
@@ -338,6 +337,19 @@ def _expand(merged: dict, where: str) -> tuple[list[Point], list[str], dict[str,
             is_reference = all(point.get(k, _default(k)) == v for k, v in reference.items())
             points.append(Point(point, label, _hash(label_params), is_reference))
     return points, lrs, reference
+
+
+def _design(merged: dict, body: dict, where: str) -> tuple[dict[str, str], list[dict[str, str]], dict]:
+    """(a task's parameters, its configurations, its grid axes): its own `configs`/`grid` if given."""
+    if not isinstance(body, dict):
+        raise SpecError(f"{where}: expected a mapping of parameter: value, got {type(body).__name__}.")
+    body = dict(body)
+    configs = body.pop("configs", merged.get("configs", [{}]))
+    grid = body.pop("grid", merged.get("grid") or {})
+    configs = [
+        _strings(c, f"{where}: configs[{i}]") for i, c in enumerate(_list(configs, f"{where}: configs"))
+    ]
+    return _strings(body, where), configs, _grid_axes(grid, where)
 
 
 def _grid_axes(grid, where: str) -> dict[str, list[str]]:
