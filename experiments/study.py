@@ -6,9 +6,11 @@
 Each sweep runs in its own process (`python -m experiments.sweep`: its own Ray) against one
 tracking store kept for the profile (default `sqlite:///studies/<profile>/mlflow.db`, not in
 git), so a killed study resumes where it stopped: every sweep reruns only what has not finished,
-and its confirmatory phase follows from its finished tuning runs. When every sweep has finished,
-the combined report goes to `<out>` (default `docs/studies/<profile>/`): that folder is what the
-project commits, never the run store.
+and its confirmatory phase follows from its finished tuning runs. Each finished study is reported
+in `<out>/<study>/` (default out: `docs/studies/<profile>/`) and the claims' verdicts over every
+study reported there so far are merged into `<out>/verdicts.md` (experiments/report/verdicts.py).
+So a profile too long for one sitting runs a few studies per sitting (`--studies`); the report
+folders are what the project commits, never the run store.
 """
 
 from __future__ import annotations
@@ -34,26 +36,26 @@ def _studies(text: str) -> list[str]:
 
 
 def run_study(profile: str, studies: list[str], out: Path, tracking_uri: str, report: bool = True) -> int:
-    """Run each study's sweep (resuming), then the combined report; the first failing exit code."""
+    """Each study's sweep (resuming), then its report in <out>/<study>/ and the merged verdicts
+    (<out>/verdicts.md); the first failing exit code."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONPATH": str(ROOT)}
     env.update(MLFLOW_DISABLE_TELEMETRY="true", RAY_USAGE_STATS_ENABLED="0")
     env.pop("MLFLOW_RUN_ID", None)  # each sweep makes its own parent run
     for name in studies:
         spec = SPECS / f"{name}.yaml"
         print(f"== study {name} ({profile})", flush=True)
-        code = subprocess.call(
-            [sys.executable, "-m", "experiments.sweep", "--spec", str(spec), "--profile", profile],
-            env=env,
-            cwd=ROOT,
-        )
-        if code:
-            return code
-    if not report:
-        return 0
-    refs = [arg for name in studies for arg in ("--sweep", name)]
-    return subprocess.call(
-        [sys.executable, "-m", "experiments.report", *refs, "--out", str(out)], env=env, cwd=ROOT
-    )
+        steps = [[sys.executable, "-m", "experiments.sweep", "--spec", str(spec), "--profile", profile]]
+        if report:
+            steps.append([sys.executable, "-m", "experiments.report", "--sweep", name, "--out", str(out)])
+        for command in steps:
+            code = subprocess.call(command, env=env, cwd=ROOT)
+            if code:
+                return code
+        if report:
+            from experiments.report import verdicts
+
+            verdicts.write(out)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
