@@ -180,7 +180,9 @@ def sst2(shared):
 def test_sentiment_sst2_shapes_labels_baseline(sst2, shared, rng):
     task = sst2
     train_labels = _sst2_labels(shared / "sst2_glue" / "train.tsv")
-    assert len(train_labels) == 67_349 and int(task.info["train_size"]) == 67_349
+    # One training phrase is word for word a test sentence ("what 's next ?"): dropped from training.
+    assert len(train_labels) == 67_349 and int(task.info["train_size"]) == 67_348
+    assert task.info["train_dropped_overlap"] == "1"
     assert (task.output, task.n_outputs, task.mask_zero, task.metric_name) == ("last", 2, True, "accuracy")
     x, y = task.train_batch(rng, 32)
     assert x.shape == (32, SEQ) and y.shape == (32,) and x.dtype == np.int32
@@ -190,15 +192,21 @@ def test_sentiment_sst2_shapes_labels_baseline(sst2, shared, rng):
         assert vx.min() >= 0 and vx.max() < task.input_vocab
     assert set(np.unique(y)) <= {0, 1}
     counts = np.bincount(train_labels)
-    assert (
-        task.baseline_metric == pytest.approx(counts.max() / counts.sum()) == pytest.approx(37_569 / 67_349)
-    )
+    assert task.baseline_metric == pytest.approx(37_569 / 67_349, abs=2e-5)  # ± the dropped phrase
     p = counts / counts.sum()
-    assert task.baseline_loss == pytest.approx(-(p * np.log(p)).sum())
+    assert task.baseline_loss == pytest.approx(-(p * np.log(p)).sum(), abs=2e-5)
     assert task.target == 0.80
 
 
 @pytest.mark.tf_only
+def test_no_training_text_is_a_held_out_one():
+    from experiments.training.tasks import sentiment
+
+    train = (["A good film", "bad", "what 's  next ?"], np.array([1, 0, 1]))
+    texts, labels = sentiment.without_overlap(train, ["what 's next ?", "a GOOD film"])
+    assert texts == ["bad"] and labels.tolist() == [0]
+
+
 def test_sentiment_pads_with_zero_at_the_end(sst2):
     x = sst2.valid[0]
     # dev sentence 0: "one long string of cliches ." → five words, then padding
@@ -241,14 +249,16 @@ def test_sentiment_imdb_fixed_split(shared):
     from experiments.training.tasks import sentiment
 
     task = sentiment.make(seq_len=200, seed=5, corpus="imdb", data_dir=shared)
-    assert [int(task.info[f"{s}_size"]) for s in ("train", "valid", "test")] == [23_750, 1_250, 25_000]
+    sizes = [int(task.info[f"{s}_size"]) for s in ("train", "valid", "test")]
+    # 124 training reviews are word for word a valid or test review (IMDB's known duplicates): dropped.
+    assert int(task.info["train_dropped_overlap"]) == 124 and sizes == [23_750 - 124, 1_250, 25_000]
     with gzip.open(shared / "imdb" / "imdb_test.jsonl.gz", "rt", encoding="utf-8") as handle:
         test_labels = [json.loads(line)["label"] for line in handle]
     np.testing.assert_array_equal(task.test[1], test_labels)
     # train + valid are the original 12,500 / 12,500; the baseline is the majority of what is left
     valid_counts = np.bincount(task.valid[1], minlength=2)
     train_counts = 12_500 - valid_counts
-    assert task.baseline_metric == pytest.approx(train_counts.max() / 23_750)
+    assert task.baseline_metric == pytest.approx(train_counts.max() / 23_750, abs=124 / 23_626)
     assert task.target == 0.85 and task.input_vocab == 20_000
     # the split is the seed-0 permutation whatever the run seed (5 here)
     expected = np.random.default_rng(0).permutation(25_000)[:1250]
