@@ -234,7 +234,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(
         "a", "A forget bias of 1–2 learns long delays better than 0.",
         "On each memory task (copy, adding): every configuration with forget bias in [1, 2] vs the same "
-        "configuration with forget bias 0 has a lower test_loss_over_baseline (all such contrasts).",
+        "configuration with forget bias 0 has a lower test_over_baseline (all such contrasts).",
         (Part("a", "forget bias 1–2 beats 0", (
             _c("fb 1–2 vs 0", FB12, [FB0], {"forget_bias"}, "lower", **MEM),
         ), "all"),),
@@ -243,7 +243,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(
         "b", "No forget gate (NFG) hurts on memory tasks.",
         "On copy/adding, LSTM NFG vs the vanilla LSTM (else Keras's LSTM) with forget bias 1, units "
-        "allowed to differ: higher test_loss_over_baseline.",
+        "allowed to differ: higher test_over_baseline.",
         (Part("b", "NFG is worse", (
             _c("NFG vs vanilla/keras", NFG, [VANILLA1, KERAS1], {"variant", "forget_bias", "units"}, "higher",
                **MEM),
@@ -253,7 +253,7 @@ CLAIMS: tuple[Claim, ...] = (
         "c", "A gate fixed open is the same as a removed gate.",
         "(c2) The vanilla LSTM with gate g ∈ {i, f, o} fixed open (≡ 1, `fixed_open_gate`) vs the "
         "variant without g (NIG, NFG, NOG), all other parameters equal (a fixed-open f also ignores the "
-        "forget bias): equivalent test_loss_over_baseline, ratio within [1/1.1, 1.1] (TOST), for every "
+        "forget bias): equivalent test_over_baseline, ratio within [1/1.1, 1.1] (TOST), for every "
         "gate tested. The n_params of both sides are printed facts (a removed gate owns no weights by "
         "construction); NIG ≈ NOG and NIG/NOG vs vanilla are context, not part of the verdict.",
         (Part("c2", "a gate fixed open ≈ the gate removed", tuple(map(_open_vs_removed, GATES)), "all"),),
@@ -271,7 +271,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(
         "d", "A ReLU candidate diverges or underperforms without clipping, and clipping helps.",
         "(d1) ReLU candidate with clipnorm 0 vs the same with clipnorm > 0; (d2) ReLU vs tanh candidate, "
-        "both with clipnorm 0. Each: a higher test_loss_over_baseline or a higher divergence rate (over "
+        "both with clipnorm 0. Each: a higher test_over_baseline or a higher divergence rate (over "
         "all learning rates) for the unclipped ReLU.",
         (
             Part("d1", "clipping helps a ReLU candidate", (
@@ -287,7 +287,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(
         "e", "The output activation matters (NOAF hurts).",
         "(e1) a linear output activation (NOAF vs vanilla, or any other LSTM variant with "
-        "output_activation linear vs tanh): higher test_loss_over_baseline; (e2) other output "
+        "output_activation linear vs tanh): higher test_over_baseline; (e2) other output "
         "activations (e.g. relu) vs tanh, same variant: a difference in either direction (against: "
         "equivalent within a ratio of 1.1, TOST).",
         (
@@ -305,7 +305,7 @@ CLAIMS: tuple[Claim, ...] = (
         "f", "A GRU performs about as well as an LSTM, with fewer parameters.",
         "GRU (keras or cho2014) vs Keras's LSTM (else vanilla) with forget bias 1: (f1) at equal "
         f"parameters (units differ, n_params within {PARAMS_MATCHED:.0%}) and (f2) at equal units "
-        "(where the GRU has fewer parameters: printed as a fact), equivalent test_loss_over_baseline, "
+        "(where the GRU has fewer parameters: printed as a fact), equivalent test_over_baseline, "
         "ratio within [1/1.25, 1.25] (TOST).",
         (
             Part("f1", "GRU ≈ LSTM at equal parameters", (
@@ -322,7 +322,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(
         "g", "CIFG and NP (no peepholes) cost little.",
         "LSTM CIFG and NP vs the vanilla LSTM (else Keras's LSTM), units allowed to differ: "
-        "non-inferiority on test_loss_over_baseline (ratio A/B below 1.25, one-sided test).",
+        "non-inferiority on test_over_baseline (ratio A/B below 1.25, one-sided test).",
         (Part("g", "CIFG and NP are non-inferior", (
             _c("CIFG/NP vs vanilla/keras", CIFG_NP, [VANILLA, KERAS], {"variant", "units"}, "not_higher",
                margin=0.25),
@@ -359,7 +359,7 @@ CLAIMS: tuple[Claim, ...] = (
         "i", "The 1997 LSTM is worse than the modern one.",
         "LSTM lstm1997 (Hochreiter & Schmidhuber 1997: no forget gate, no peepholes, g = 4σ−2, "
         "h = 2σ−1) vs Keras's LSTM (else vanilla) with forget bias 1, in the same study and task, "
-        "units allowed to differ: higher test_loss_over_baseline.",
+        "units allowed to differ: higher test_over_baseline.",
         (Part("i", "lstm1997 is worse than keras/vanilla", (
             _c("lstm1997 vs keras/vanilla", LSTM1997, [KERAS1, VANILLA1], CELL_KEYS, "higher"),
         ), "any"),),

@@ -22,8 +22,9 @@ RULES = """\
 * **Data.** Per configuration, the runs the report's selection hands over: the confirm seeds at the
   configuration's chosen learning rate. A contrast "A vs B" pairs configurations of one study and one
   task whose parameters are equal except those the contrast varies (and, where stated, a further
-  condition such as n_params within 10 %). Metric: `test_loss_over_baseline` (the test split's loss /
-  the memoryless baseline's; lower is better, 1 = baseline) unless stated; claim (h) uses log10 of
+  condition such as n_params within 10 %). Metric: `test_over_baseline` (the test split's loss over
+  the memoryless baseline's; for sentiment its error rate over the majority class's; lower is
+  better, 1 = baseline) unless stated; claim (h) uses log10 of
   `grad_flow_ratio_init` (‖∂L/∂h_1‖/‖∂L/∂h_T‖ at initialisation; lower = faster decay), with
   `_final` as context.
 * **Scale.** Loss ratios are compared as logs: per seed d_s = ln A_s − ln B_s, a mean difference Δ

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.report.descriptors import descriptor
-from experiments.report.metrics import FLOW, FLOW_FINAL, GROUP, JUDGED
+from experiments.report.metrics import FLOW, FLOW_FINAL, GROUP, JUDGED, JUDGED_SOURCE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -111,6 +111,24 @@ def _clean(mapping: dict) -> dict:
     return {k: v for k, v in mapping.items() if isinstance(v, str)}
 
 
+def judged(runs: pd.DataFrame) -> np.ndarray:
+    """Each run's `JUDGED` value: its task's source metric (`JUDGED_SOURCE`), derived from the test
+    metrics and baselines where a run logged before the ratio existed."""
+
+    def column(name: str) -> np.ndarray:
+        return runs[name].to_numpy(dtype=float) if name in runs else np.full(len(runs), np.nan)
+
+    loss = column("test_loss_over_baseline")
+    loss = np.where(np.isnan(loss), column("test_loss") / column("baseline"), loss)
+    error = column("test_error_over_baseline")
+    derived = (1 - column("test_accuracy")) / (1 - column("baseline_accuracy"))
+    error = np.where(np.isnan(error), derived, error)
+    sources = {"test_error_over_baseline": error}
+    tasks = runs["task"].to_numpy() if "task" in runs else np.array(["copy"] * len(runs))
+    pick = [JUDGED_SOURCE.get(t) for t in tasks]
+    return np.array([sources[k][i] if k else loss[i] for i, k in enumerate(pick)], dtype=float)
+
+
 def tidy(raw: pd.DataFrame, sweep: str, study: str) -> pd.DataFrame:
     """FINISHED children (latest per trial_key), metrics unprefixed, params/tags kept as mlflow names."""
     if raw.empty or "status" not in raw:
@@ -140,8 +158,7 @@ def tidy(raw: pd.DataFrame, sweep: str, study: str) -> pd.DataFrame:
     for col in df.columns:
         if col.startswith("metrics."):
             out[col[8:]] = df[col].astype(float).to_numpy()
-    if JUDGED not in out and {"test_loss", "baseline"} <= set(out):  # runs logged before it existed
-        out[JUDGED] = out["test_loss"] / out["baseline"]
+    out[JUDGED] = judged(out)
     for name, src in ((FLOW, "grad_flow_ratio_init"), (FLOW_FINAL, "grad_flow_ratio_final")):
         values = out[src].to_numpy(dtype=float) if src in out else np.full(len(out), np.nan)
         # A ratio of exactly 0 is a gradient that underflowed float32: it vanished, so it counts

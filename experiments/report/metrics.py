@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 PRIMARY = "best_val_loss_over_baseline"  # lower is better, 1.0 = the memoryless baseline
-# What claims are judged on: the test split's loss / the memoryless baseline (never used to select).
-JUDGED = "test_loss_over_baseline"
+# What claims are judged on (never used to select): the test split's score over the memoryless
+# baseline's, lower is better, 1 = baseline. For a loss task its loss; for sentiment its error rate
+# (1 − accuracy) over the majority class's, since the claims are about classifying, not about
+# calibrated probabilities. Computed by the report (load.judged) from what the runs log.
+JUDGED = "test_over_baseline"
+JUDGED_SOURCE = {"sentiment": "test_error_over_baseline"}  # else test_loss_over_baseline
 FLOW = "log10_grad_flow_ratio_init"  # log10 ‖∂L/∂h_1‖/‖∂L/∂h_T‖ at initialisation: lower = faster decay
 FLOW_FINAL = "log10_grad_flow_ratio_final"
 GROUP = ["sweep", "task", "config_label"]  # one configuration of one study

@@ -231,6 +231,8 @@ def summary(outcome: Outcome, config: RunConfig, task: Task) -> dict[str, float]
         s["grad_flow_ratio_final"] = probes.flow_ratio(outcome.flow_end)
     s.update(outcome.test)
     s.update(task.references)
-    if "test_loss" in s:  # the judged metric of a confirmatory run (experiments/sweep/protocol.py)
+    if "test_loss" in s:  # what a confirmatory run is judged on (experiments/sweep/protocol.py)
         s["test_loss_over_baseline"] = s["test_loss"] / task.baseline_loss
+    if "test_accuracy" in s and task.baseline_metric < 1:  # a classifier: its error rate, too
+        s["test_error_over_baseline"] = (1 - s["test_accuracy"]) / (1 - task.baseline_metric)
     return s

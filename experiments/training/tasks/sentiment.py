@@ -59,8 +59,7 @@ def make(
     _check(seq_len, vocab_size, corpus)
     paths = corpora.ensure(corpus, data_dir)
     train, valid, test = _read_sst2(paths) if corpus == "sst2" else _read_imdb(paths)
-    n_read = len(train[0])
-    train = without_overlap(train, valid[0] + test[0])
+    n_read, train = len(train[0]), without_overlap(train, valid[0] + test[0])
     n_dropped = n_read - len(train[0])
     vectorizer = _adapted_vectorizer(train[0], vocab_size, seq_len)
 
