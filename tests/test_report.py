@@ -187,7 +187,7 @@ def test_combined_report_uses_every_sweep_and_logs_on_each_parent(store, tmp_pat
     h = _claim(rep.claims, "h")
     assert [p["by_task"] for p in h["parts"]] == [
         {"copy": "supported"}
-    ] * 2  # rnn 1e-6 vs 0.1; fb 0 0.01 vs 0.1
+    ] * 3  # rnn 1e-6 vs 0.1; fb 0 0.01 vs 0.1; rnn after training too
     assert h["by_task"] == {"copy": "supported"} and set(h["sweeps"]) == {"fb_worse", "cells"}
     a = _claim(rep.claims, "a")
     assert a["by_task"] == {"copy": "supported"} and a["sweeps"] == ["fb_worse"]  # `cells` does not list (a)
