@@ -238,6 +238,9 @@ CLAIMS: tuple[Claim, ...] = (
         (Part("a", "forget bias 1–2 beats 0", (
             _c("fb 1–2 vs 0", FB12, [FB0], {"forget_bias"}, "lower", **MEM),
         ), "all"),),
+        # How fast, where both solve (seeds where either side never solved drop out of the pairs).
+        context=(_c("fb 1–2 vs 0, steps to solve", FB12, [FB0], {"forget_bias"}, "lower",
+                    metric="steps_to_solve", **MEM),),
         plots=("forget_bias",),
     ),
     Claim(

@@ -23,10 +23,10 @@ NAN = math.nan
 
 
 def scale_of(metric: str) -> str:
-    """ln for a (positive) loss ratio, log10 for a metric already on log10, raw otherwise."""
+    """ln for a (positive) ratio or count of steps, log10 for a metric already on log10, raw otherwise."""
     if metric.startswith("log10_"):
         return "log10"
-    return "ln" if metric.endswith("_over_baseline") else "raw"
+    return "ln" if metric.endswith("_over_baseline") or metric == "steps_to_solve" else "raw"
 
 
 def margin_bound(margin: float | None, scale: str) -> float:
