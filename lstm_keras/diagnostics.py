@@ -101,6 +101,11 @@ def gate_trace(layer, inputs, initial_state=None, mask=None) -> dict[str, np.nda
     return {k: np.stack([ops.convert_to_numpy(v) for v in vs], axis=1) for k, vs in trace.items()}
 
 
+def _needs_autograph(cell) -> bool:
+    """Whether tracing through `cell` may need AutoGraph: not for ours or Keras's own cells."""
+    return not (isinstance(cell, GatedCell) or type(cell).__module__.startswith("keras."))
+
+
 def _split_model(model: keras.Model, layer):
     """Functions before and after `layer` in `model` (Sequential or single-path functional)."""
     if isinstance(model, keras.Sequential):
@@ -175,7 +180,12 @@ class GradientFlow:
         self.cell = _recurrent_cell(layer)
         self.before, self.after = _split_model(model, layer)
         self.one_pass = isinstance(self.cell, GatedCell) or _n_states(self.cell) == 1
-        self._traced = tf.function(self._one_pass, reduce_retracing=True)
+        # AutoGraph rewrites Python control flow on tensors; our cells and Keras's have none (the
+        # loop is an explicit tf.while_loop), so for them it would only re-parse the source:
+        # about a second per process for the same graph. Other cells keep it.
+        self._traced = tf.function(
+            self._one_pass, reduce_retracing=True, autograph=_needs_autograph(self.cell)
+        )
 
     def __call__(self, inputs, targets, mask=None) -> dict[str, np.ndarray]:
         x = self.before(ops.convert_to_tensor(inputs))

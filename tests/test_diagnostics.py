@@ -201,3 +201,41 @@ def test_gate_trace_under_a_mask_and_an_initial_state_is_what_keras_computes(
     final_states = [trace["h"][:, -1], *([trace["c"][:, -1]] if n_states == 2 else [])]
     for ours_state, keras_state in zip(final_states, expected[1:], strict=True):
         np.testing.assert_allclose(ours_state, keras_state, atol=1e-5)
+
+
+def _graph(probe, function, x, y):
+    """(op type, its inputs' op types) of every op the probe's traced function builds."""
+    import tensorflow as tf
+
+    features = probe.before(tf.constant(x))
+    mask = tf.ones(features.shape[:2], features.dtype)
+    graph = function.get_concrete_function(features, tf.constant(y), mask).graph
+    return [(op.type, tuple(i.op.type for i in op.inputs)) for op in graph.get_operations()]
+
+
+@pytest.mark.tf_only
+@pytest.mark.parametrize("case", [c for c in CASES if c != "keras_lstm"])
+def test_the_probe_traced_without_autograph_is_the_graph_autograph_builds(case, rng):
+    """AutoGraph is skipped for our cells and Keras's (it only re-parses them, ~1 s a process):
+    the same ops, bitwise the same norms. A cell of someone else's keeps AutoGraph."""
+    import tensorflow as tf
+
+    from lstm_keras.diagnostics import _needs_autograph
+
+    model = CASES[case]()
+    layer = model.layers[0]
+    x = rng.normal(size=(4, T, F)).astype("float32")
+    y = rng.normal(size=(4, T, 1) if layer.return_sequences else (4, 1)).astype("float32")
+    probe = lk.GradientFlow(model, keras.losses.mean_squared_error, layer=layer)
+    assert not _needs_autograph(probe.cell)
+    with_autograph = tf.function(probe._one_pass, reduce_retracing=True, autograph=True)
+    assert _graph(probe, probe._traced, x, y) == _graph(probe, with_autograph, x, y)
+    fast = probe(x, y)
+    probe._traced = with_autograph
+    reference = probe(x, y)
+    assert all(np.array_equal(fast[k], reference[k]) for k in reference)
+
+    class OwnCell(keras.layers.SimpleRNNCell):
+        pass
+
+    assert _needs_autograph(OwnCell(U))

@@ -96,8 +96,12 @@ class Trainer:
         self.optimizer = make_optimizer(config)
         self.optimizer.build(self.model.trainable_variables)
         self.loss_fn = probes.loss_function(task)
-        self._train_step = tf.function(self._step, jit_compile=False, reduce_retracing=True)
-        self._forward = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+        # No AutoGraph: both have no Python control flow on tensors (Keras's layers are never
+        # converted anyway), so converting them only re-parses the source.
+        self._train_step = tf.function(self._step, jit_compile=False, reduce_retracing=True, autograph=False)
+        self._forward = tf.function(
+            lambda x: self.model(x, training=False), reduce_retracing=True, autograph=False
+        )
         n = min(config.probe_batch, len(task.valid[0]))
         self.probe = (task.valid[0][:n], task.valid[1][:n])
         self._flow_probe = probes.gradient_flow_probe(self.model, self.layer, task)
