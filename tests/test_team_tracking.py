@@ -67,6 +67,7 @@ SUMMARY = {
     "steps_done",
     "steps_per_s",
     "test_loss",
+    "test_loss_over_baseline",
     "test_mse",
     "train_time_s",
     "val_loss_over_baseline",
