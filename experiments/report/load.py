@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.report.descriptors import descriptor
-from experiments.report.metrics import FLOW, FLOW_FINAL, GROUP, JUDGED, JUDGED_SOURCE
+from experiments.report.metrics import FLOW, FLOW_FINAL, GROUP, JUDGED, JUDGED_BY_ERROR
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -112,21 +112,22 @@ def _clean(mapping: dict) -> dict:
 
 
 def judged(runs: pd.DataFrame) -> np.ndarray:
-    """Each run's `JUDGED` value: its task's source metric (`JUDGED_SOURCE`), derived from the test
-    metrics and baselines where a run logged before the ratio existed."""
+    """Each run's `JUDGED` value: the error ratio for a task in `JUDGED_BY_ERROR`, else the loss
+    ratio; as logged, or derived from the test metric and baseline for a run logged before it."""
 
     def column(name: str) -> np.ndarray:
         return runs[name].to_numpy(dtype=float) if name in runs else np.full(len(runs), np.nan)
 
-    loss = column("test_loss_over_baseline")
-    loss = np.where(np.isnan(loss), column("test_loss") / column("baseline"), loss)
-    error = column("test_error_over_baseline")
-    derived = (1 - column("test_accuracy")) / (1 - column("baseline_accuracy"))
-    error = np.where(np.isnan(error), derived, error)
-    sources = {"test_error_over_baseline": error}
-    tasks = runs["task"].to_numpy() if "task" in runs else np.array(["copy"] * len(runs))
-    pick = [JUDGED_SOURCE.get(t) for t in tasks]
-    return np.array([sources[k][i] if k else loss[i] for i, k in enumerate(pick)], dtype=float)
+    def logged_or(name: str, derived: np.ndarray) -> np.ndarray:
+        values = column(name)
+        return np.where(np.isnan(values), derived, values)
+
+    loss = logged_or("test_loss_over_baseline", column("test_loss") / column("baseline"))
+    error = logged_or(
+        "test_error_over_baseline", (1 - column("test_accuracy")) / (1 - column("baseline_accuracy"))
+    )
+    by_error = runs["task"].isin(JUDGED_BY_ERROR).to_numpy() if "task" in runs else False
+    return np.where(by_error, error, loss)
 
 
 def tidy(raw: pd.DataFrame, sweep: str, study: str) -> pd.DataFrame:

@@ -8,7 +8,7 @@ PRIMARY = "best_val_loss_over_baseline"  # lower is better, 1.0 = the memoryless
 # (1 − accuracy) over the majority class's, since the claims are about classifying, not about
 # calibrated probabilities. Computed by the report (load.judged) from what the runs log.
 JUDGED = "test_over_baseline"
-JUDGED_SOURCE = {"sentiment": "test_error_over_baseline"}  # else test_loss_over_baseline
+JUDGED_BY_ERROR = ("sentiment",)  # tasks judged on test_error_over_baseline, the rest on the loss
 FLOW = "log10_grad_flow_ratio_init"  # log10 ‖∂L/∂h_1‖/‖∂L/∂h_T‖ at initialisation: lower = faster decay
 FLOW_FINAL = "log10_grad_flow_ratio_final"
 GROUP = ["sweep", "task", "config_label"]  # one configuration of one study

@@ -51,6 +51,7 @@ def make(
     vocab = sorted(set(train_text))
     train, valid, test = _encoded(corpus, seq_len, vocab, (train_text, valid_text, test_text))
     counts = np.bincount(train, minlength=len(vocab) + 1)
+    ngrams = ngram.WittenBell(train, NGRAM_ORDER, len(vocab) + 1)  # counted once, scores both splits
     baseline_nats = entropy_nats(counts)
 
     def train_batch(rng: np.random.Generator, batch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,9 +70,7 @@ def make(
         mask_zero=False,
         metric_name="bpc",
         higher_is_better=False,
-        target=ngram.bits_per_char(train, valid, NGRAM_ORDER, len(vocab) + 1)
-        if target is None
-        else float(target),
+        target=ngrams.bits_per_char(valid) if target is None else float(target),
         baseline_loss=baseline_nats,
         baseline_metric=baseline_nats / math.log(2),
         train_batch=train_batch,
@@ -86,7 +85,7 @@ def make(
             "test_chars": str(len(test_text)),
             "vocab_size": str(len(vocab) + 1),  # including id 0, the unseen-character id
         },
-        references={name: ngram.bits_per_char(train, test, n, len(vocab) + 1) for name, n in REFERENCES},
+        references={name: ngrams.bits_per_char(test, n) for name, n in REFERENCES},
     )
 
 

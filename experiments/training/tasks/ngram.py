@@ -36,24 +36,42 @@ def _lookup(keys: np.ndarray, values: np.ndarray, queries: np.ndarray) -> np.nda
     return np.where(keys[at] == queries, values[at], 0)
 
 
-def bits_per_char(train: np.ndarray, test: np.ndarray, order: int, vocab_size: int) -> float:
-    """Held-out bpc of an order-`order` interpolated Witten–Bell model (order 1: the unigram).
+class WittenBell:
+    """An interpolated Witten–Bell model of order ≤ `order` counted once on `train`, which scores
+    any held-out ids at any order up to it (order 1: the unigram).
 
-    `train`, `test`: int ids in [0, vocab_size). The first order − 1 positions of each split
+    `train` and held-out ids are ints in [0, vocab_size). The first order − 1 positions of a split
     see a context padded with id 0, as a model reading from the split's start would."""
-    if order < 1:
-        raise ValueError(f"Invalid order={order!r}. Valid choices: an integer >= 1.")
-    train, test = np.asarray(train, dtype=np.int64), np.asarray(test, dtype=np.int64)
-    base = vocab_size + 1
-    p = np.full(len(test), 1.0 / vocab_size)  # P_0: uniform
-    for width in range(order):  # contexts of 0, 1, …, order − 1 characters
-        h_train, h_test = _codes(train, width, base), _codes(test, width, base)
-        pair_keys, pair_counts = np.unique(h_train * base + train, return_counts=True)
-        h_keys, h_counts = np.unique(h_train, return_counts=True)
-        types_keys, types = np.unique(pair_keys // base, return_counts=True)  # N1+(h •)
-        c_hc = _lookup(pair_keys, pair_counts, h_test * base + test)
-        c_h = _lookup(h_keys, h_counts, h_test)
-        n1 = _lookup(types_keys, types, h_test)
-        seen = c_h > 0  # an unseen context keeps the lower order's estimate
-        p = np.where(seen, (c_hc + n1 * p) / np.maximum(c_h + n1, 1), p)
-    return float(-np.mean(np.log(p)) / math.log(2))
+
+    def __init__(self, train: np.ndarray, order: int, vocab_size: int):
+        if order < 1:
+            raise ValueError(f"Invalid order={order!r}. Valid choices: an integer >= 1.")
+        train = np.asarray(train, dtype=np.int64)
+        self.order, self.vocab_size, self.base = order, vocab_size, vocab_size + 1
+        self.tables = []  # per context width: (h c) counts, h counts, N1+(h •)
+        for width in range(order):
+            h = _codes(train, width, self.base)
+            pairs = np.unique(h * self.base + train, return_counts=True)
+            contexts = np.unique(h, return_counts=True)
+            types = np.unique(pairs[0] // self.base, return_counts=True)
+            self.tables.append((pairs, contexts, types))
+
+    def bits_per_char(self, held_out: np.ndarray, order: int | None = None) -> float:
+        """Mean bits per id of `held_out` under the model of order `order` (default: its own)."""
+        order = self.order if order is None else order
+        if not 1 <= order <= self.order:
+            raise ValueError(f"Invalid order={order!r}. Valid choices: 1 to {self.order}.")
+        held_out = np.asarray(held_out, dtype=np.int64)
+        p = np.full(len(held_out), 1.0 / self.vocab_size)  # P_0: uniform
+        for width, (pairs, contexts, types) in enumerate(self.tables[:order]):
+            h = _codes(held_out, width, self.base)
+            c_hc = _lookup(*pairs, h * self.base + held_out)
+            c_h, n1 = _lookup(*contexts, h), _lookup(*types, h)
+            seen = c_h > 0  # an unseen context keeps the lower order's estimate
+            p = np.where(seen, (c_hc + n1 * p) / np.maximum(c_h + n1, 1), p)
+        return float(-np.mean(np.log(p)) / math.log(2))
+
+
+def bits_per_char(train: np.ndarray, test: np.ndarray, order: int, vocab_size: int) -> float:
+    """Held-out bpc of an order-`order` interpolated Witten–Bell model (`WittenBell`)."""
+    return WittenBell(train, order, vocab_size).bits_per_char(test)

@@ -133,8 +133,7 @@ def accuracy(y_true: np.ndarray, logits: np.ndarray) -> float:
 
 
 def _read_sst2(paths: dict[str, Path]) -> tuple[Texts, Texts, Texts]:
-    train, valid, test = (_read_tsv(paths[f"{split}.tsv"]) for split in ("train", "dev", "test"))
-    return train, valid, test
+    return _read_tsv(paths["train.tsv"]), _read_tsv(paths["dev.tsv"]), _read_tsv(paths["test.tsv"])
 
 
 def _norm(text: str) -> str:
