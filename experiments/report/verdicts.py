@@ -1,13 +1,17 @@
 """The claims' verdicts over studies reported one at a time: one page from their claims.json.
 
     python -m experiments.report.verdicts docs/studies/standard     # reads */claims.json
+    python -m experiments.report.verdicts docs/studies/standard --readme README.md
 
 A long study profile runs one study per sitting (`python -m experiments.study`), each reported on
-its own. Holm families are per study, so each study's per-task verdicts stand as they are; this
-page merges them: per claim and task, every study that tested it; a task's verdict is supported
-(or contradicted) if some study found so and none the opposite, inconclusive when studies
-disagree or none decided; the overall verdict is the one rule of `claim_rules.overall_verdict`.
-Writes verdicts.md and verdicts.json beside the study folders.
+its own. Holm families are per study, so each study's contrasts stand as they are; this page merges
+them part by part: per claim part and task, every study that tested it; the part's verdict there is
+supported (or contradicted) if some study found so and none the opposite, inconclusive when
+studies disagree or none decided; the claim's verdict on the task follows from its parts' by
+`claim_rules.claim_verdict` (a contradicted part contradicts it), exactly as inside one study; the
+overall verdict is the one rule of `claim_rules.overall_verdict`. Writes verdicts.md and
+verdicts.json beside the study folders; with --readme, also the README's claims table
+(experiments/report/readme_claims.py).
 """
 
 from __future__ import annotations
@@ -21,41 +25,71 @@ from experiments.report.claim_rules import (
     INCONCLUSIVE,
     NOT_TESTED,
     SUPPORTED,
+    claim_verdict,
     overall_text,
     overall_verdict,
 )
 
 
 def task_verdict(found: list[str]) -> str:
-    """One task's verdict from the studies that tested it (see the module's rule)."""
+    """One part's verdict on one task from the studies that tested it (see the module's rule)."""
     decided = {v for v in found if v in (SUPPORTED, CONTRADICTED)}
     if len(decided) == 1:
         return decided.pop()
     return INCONCLUSIVE if any(v != NOT_TESTED for v in found) else NOT_TESTED
 
 
+def _parts(claim: dict) -> list[dict]:
+    """A claim's parts; a claim.json entry without parts is its own single part."""
+    return claim.get("parts") or [{"id": claim["id"], "by_task": claim.get("by_task") or {}}]
+
+
 def merge(folder: Path) -> list[dict]:
     """Per claim (in catalogue order): statement, by_task {task: verdict}, the studies behind each
-    task's verdict, overall verdict and its text."""
+    task's verdict ("<part> <study>: <verdict>"), the contrasts behind them, overall verdict and its
+    text."""
     claims: dict[str, dict] = {}
     for path in sorted(folder.glob("*/claims.json")):
         study = path.parent.name
         for claim in json.loads(path.read_text())["claims"]:
             entry = claims.setdefault(
-                claim["id"], {"id": claim["id"], "statement": claim["statement"], "found": {}}
+                claim["id"], {"statement": claim["statement"], "parts": {}, "contrasts": []}
             )
-            for task, verdict in (claim.get("by_task") or {}).items():
-                entry["found"].setdefault(task, []).append((study, verdict))
+            for part in _parts(claim):
+                found = entry["parts"].setdefault(
+                    part["id"], {"rule": part.get("rule", "any"), "by_task": {}}
+                )
+                for task, verdict in (part.get("by_task") or {}).items():
+                    found["by_task"].setdefault(task, []).append((study, verdict))
+                for row in part.get("contrasts", []):
+                    entry["contrasts"].append({**row, "part": part["id"], "study": study})
     merged = []
     for cid in sorted(claims):
         entry = claims[cid]
-        by_task = {t: task_verdict([v for _, v in found]) for t, found in entry["found"].items()}
+        tasks = list(dict.fromkeys(t for part in entry["parts"].values() for t in part["by_task"]))
+        parts = {
+            pid: {t: task_verdict([v for _, v in found]) for t, found in part["by_task"].items()}
+            for pid, part in entry["parts"].items()
+        }
+        by_task = {t: claim_verdict([pv.get(t, NOT_TESTED) for pv in parts.values()]) for t in tasks}
+        studies = {
+            t: [
+                (f"{pid} " if len(parts) > 1 else "") + f"{s}: {v}"
+                for pid, part in entry["parts"].items()
+                for s, v in part["by_task"].get(t, [])
+            ]
+            for t in tasks
+        }
         merged.append(
             {
                 "id": cid,
                 "statement": entry["statement"],
                 "by_task": by_task,
-                "studies": {t: [f"{s}: {v}" for s, v in found] for t, found in entry["found"].items()},
+                "parts": {
+                    pid: {"rule": entry["parts"][pid]["rule"], "by_task": pv} for pid, pv in parts.items()
+                },
+                "studies": studies,
+                "contrasts": entry["contrasts"],
                 "verdict": overall_verdict(by_task),
                 "overall": overall_text(by_task),
             }
@@ -83,21 +117,31 @@ def markdown(merged: list[dict], studies: list[str]) -> str:
 def write(folder: Path) -> list[dict]:
     merged = merge(folder)
     studies = sorted(p.parent.name for p in folder.glob("*/claims.json"))
-    (folder / "verdicts.json").write_text(json.dumps({"studies": studies, "claims": merged}, indent=2) + "\n")
+    kept = [{k: v for k, v in c.items() if k != "contrasts"} for c in merged]  # claims.json has them
+    (folder / "verdicts.json").write_text(json.dumps({"studies": studies, "claims": kept}, indent=2) + "\n")
     (folder / "verdicts.md").write_text(markdown(merged, studies))
     return merged
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or not Path(args[0]).is_dir():
+    readme = None
+    if len(args) == 3 and args[1] == "--readme":
+        readme, args = Path(args[2]), args[:1]
+    if len(args) != 1 or not Path(args[0]).is_dir() or (readme is not None and not readme.is_file()):
         print(
-            f"error: Invalid arguments {args!r}. Valid choices: one folder holding <study>/claims.json.",
+            f"error: Invalid arguments {(sys.argv[1:] if argv is None else argv)!r}. Valid choices: one "
+            "folder holding <study>/claims.json, optionally followed by --readme <README.md>.",
             file=sys.stderr,
         )
         return 2
-    for c in write(Path(args[0])):
+    merged = write(Path(args[0]))
+    for c in merged:
         print(f"({c['id']}) {c['overall']}")
+    if readme is not None:
+        from experiments.report import readme_claims
+
+        readme_claims.update(readme, merged, Path(args[0]))
     return 0
 
 
