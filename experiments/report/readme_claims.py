@@ -20,7 +20,8 @@ from pathlib import Path
 from experiments.report.claim_rules import CONTRADICTED, NOT_TESTED, SUPPORTED
 from experiments.report.write import fmt
 
-START = "<!-- claims-table:start (generated: python -m experiments.report.verdicts docs/studies/standard --readme README.md) -->"
+COMMAND = "python -m experiments.report.verdicts docs/studies/standard --readme README.md"
+START = f"<!-- claims-table:start (generated: {COMMAND}) -->"
 END = "<!-- claims-table:end -->"
 _WANT = {SUPPORTED: "for", CONTRADICTED: "against"}
 
@@ -47,7 +48,9 @@ def _label(row: dict) -> str:
     """'forget_bias=1 / forget_bias=0': A and B without the key=value tokens both share."""
     a, b = row["a"].split(), row["b"].split()
     shared = set(a) & set(b)
-    return f"{' '.join(t for t in a if t not in shared) or row['a']} / {' '.join(t for t in b if t not in shared) or row['b']}"
+    own_a = " ".join(t for t in a if t not in shared) or row["a"]
+    own_b = " ".join(t for t in b if t not in shared) or row["b"]
+    return f"{own_a} / {own_b}"
 
 
 def _effect(part: str, row: dict, several_parts: bool) -> str:
@@ -74,7 +77,8 @@ def _seeds(rows: list[dict]) -> str:
 def table(merged: list[dict], folder: Path, readme_dir: Path) -> str:
     """The markdown table (see the module's docstring); links relative to the README's folder."""
     lines = [
-        "| | claim | overall | task | verdict | deciding contrast per part: ratio A/B [95 % CI] | seeds | reports |",
+        "| | claim | overall | task | verdict | deciding contrast per part: ratio A/B [95 % CI] "
+        "| seeds | reports |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for claim in merged:
