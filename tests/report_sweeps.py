@@ -99,6 +99,8 @@ def _child_curves(summary: dict, quality: float, cell: str, ts: int) -> list[Met
 
 
 def _log_child(client, exp_id: str, ts: int, tags: dict, metrics: list[Metric], params: dict) -> None:
+    # What the trainer tags every run with for the report's provenance line (experiments/tracking/records.py).
+    tags = {"git_commit": "0123456789abcdef", "machine.cpu": "Test CPU", "machine.cpu_count": "2", **tags}
     run = client.create_run(exp_id, start_time=ts, tags=tags).info.run_id
     client.log_batch(run, metrics=metrics, params=[Param(k, v) for k, v in params.items()])
     client.set_terminated(run, "FINISHED")

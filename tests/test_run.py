@@ -103,7 +103,17 @@ def test_mlflow_run_logs_every_param_curve_summary_and_artifact(mlflow_run_store
     assert tags["fused_kernel_rung"] == built.rung.name
     assert tags["fused_kernel_flags"] == " ".join(built.rung.flags)
     assert "engine_fallback_reason" not in tags and "fell back" not in stdout
-    for key in ("task", "cell", "variant", "git_commit", "data_checksum", "version.keras", "version.mlflow"):
+    for key in (
+        "task",
+        "cell",
+        "variant",
+        "git_commit",
+        "data_checksum",
+        "version.keras",
+        "version.mlflow",
+        "machine.cpu",
+        "machine.cpu_count",
+    ):
         assert tags[key], key
     assert tags["version.tensorflow-cpu"] or tags["version.tensorflow"]
     for key in ("loss", "grad_norm"):

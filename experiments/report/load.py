@@ -130,6 +130,21 @@ def judged(runs: pd.DataFrame) -> np.ndarray:
     return np.where(by_error, error, loss)
 
 
+# runs.csv / the report's provenance line: column -> the run tag it comes from.
+PROVENANCE = {
+    "git_commit": "git_commit",
+    "git_dirty": "git_dirty",
+    "cpu": "machine.cpu",
+    "cpu_isa": "machine.cpu_isa",
+    "cpu_count": "machine.cpu_count",
+    "engine": "engine_used",
+    "kernel_flags": "fused_kernel_flags",
+    "tensorflow": "version.tensorflow-cpu",
+    "keras": "version.keras",
+    "data_checksum": "data_checksum",
+}
+
+
 def tidy(raw: pd.DataFrame, sweep: str, study: str) -> pd.DataFrame:
     """FINISHED children (latest per trial_key), metrics unprefixed, params/tags kept as mlflow names."""
     if raw.empty or "status" not in raw:
@@ -146,6 +161,9 @@ def tidy(raw: pd.DataFrame, sweep: str, study: str) -> pd.DataFrame:
     out["learning_rate"] = [float(p.get("learning_rate", "nan")) for p in params]
     out["seed"] = [int(float(p.get("seed", "0"))) for p in params]
     out["start_time"] = df["start_time"].to_numpy()
+    out["end_time"] = df["end_time"].to_numpy() if "end_time" in df else pd.NaT
+    for name, tag in PROVENANCE.items():  # what a reader needs to rerun a trial (absent: not recorded)
+        out[name] = [t.get(tag) for t in tags]
     descs = [descriptor(_clean(p), t) for p, t in zip(params, tags)]
     out["config_label"] = [t.get("config_label") for t in tags]
     if out["config_label"].isna().any():  # not made by experiments.sweep: label what varies

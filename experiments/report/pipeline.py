@@ -37,7 +37,8 @@ from experiments.report.claim_catalogue import CLAIMS
 from experiments.report.claim_evaluation import NOT_TESTED, Options, evaluate
 from experiments.report.claims_page import claims_markdown
 from experiments.report.html_page import report_html
-from experiments.report.load import ReportError, SweepResults, listed_claims, load_sweep
+from experiments.report.load import PROVENANCE, ReportError, SweepResults, listed_claims, load_sweep
+from experiments.report.metrics import JUDGED
 from experiments.report.plots import plot_claim, task_plots
 from experiments.report.write import jsonable, report_markdown, slug, sweep_header, task_section
 
@@ -127,6 +128,16 @@ def _write_claims(
     return md
 
 
+RUN_COLUMNS = ["sweep", "task", "config_label", "phase", "learning_rate", "seed", "run_id", JUDGED]
+
+
+def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """runs.csv: every trial the report read, with its run id and what reruns it (commit, data)."""
+    extra = ["diverged", "solved", "steps_to_solve", *PROVENANCE]
+    cols = [c for c in RUN_COLUMNS + extra if c in runs]
+    return runs[cols].sort_values(["sweep", "task", "config_label", "phase", "learning_rate", "seed"])
+
+
 def build(
     sweeps: list[SweepResults], out: Path, client=None, opts: Options | None = None, plots: bool = True
 ) -> Report:
@@ -140,12 +151,13 @@ def build(
     sections, tables, files = _write_studies(sweeps, analysis, out, client, plots)
     analysis.lr_selection.to_csv(out / "lr_selection.csv", index=False)
     analysis.comparisons.to_csv(out / "comparisons.csv", index=False)
+    runs_table(runs).to_csv(out / "runs.csv", index=False)
     results, listed = _judge_claims(sweeps, analysis, opts, out, files, plots)
     files += [f"claim_{r['id']}.png" for r in results if f"claim_{r['id']}.png" in r["plots"]]
     claims_md = _write_claims(sweeps, results, listed, opts, out)
     report_md = report_markdown(out.name, opts, results, sections)
     (out / "report.md").write_text(report_md)
-    files += ["lr_selection.csv", "comparisons.csv", "claims.json", "claims.md", "report.md"]
+    files += ["lr_selection.csv", "comparisons.csv", "runs.csv", "claims.json", "claims.md", "report.md"]
     (out / "report.html").write_text(report_html(out, report_md, claims_md, files))
     files.append("report.html")
     summary = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

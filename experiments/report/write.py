@@ -146,7 +146,44 @@ def sweep_header(s: SweepResults, runs: pd.DataFrame) -> list[str]:
         "",
         protocol_note(s, runs),
         "",
+        provenance_note(runs[runs["sweep"] == s.label]),
+        "",
     ]
+
+
+def _counted(values: pd.Series, missing: str) -> str:
+    counts = values.fillna(missing).astype(str).value_counts()
+    return ", ".join(f"{v} ({n})" if len(counts) > 1 else v for v, n in counts.items())
+
+
+def provenance_note(mine: pd.DataFrame) -> str:
+    """Where and from what the trials ran: commit(s), machine, engine, packages, wall time; the run
+    ids are in runs.csv."""
+    if mine.empty or "git_commit" not in mine:
+        return "Provenance: no runs."
+    dirty = " (a dirty checkout)" if (mine["git_dirty"] == "true").any() else ""
+    cpu = mine["cpu"].fillna("not recorded") + mine["cpu_isa"].map(
+        lambda x: f" [{x}]" if isinstance(x, str) else ""
+    )
+    cpu += mine["cpu_count"].map(lambda x: f", {x} cores" if isinstance(x, str) else "")
+    times = ""
+    if "end_time" in mine and mine["end_time"].notna().any():
+        start, end = pd.to_datetime(mine["start_time"]), pd.to_datetime(mine["end_time"])
+        busy = (end - start).dt.total_seconds().sum() / 60
+        times = (
+            f" Trials ran {start.min():%Y-%m-%d %H:%M}–{end.max():%H:%M} UTC "
+            f"({(end.max() - start.min()).total_seconds() / 60:.0f} min of wall time, "
+            f"{busy:.0f} trial-minutes)."
+        )
+    engine = mine["engine"].fillna("?") + mine["kernel_flags"].map(
+        lambda x: f" {x}" if isinstance(x, str) else ""
+    )
+    return (
+        f"Provenance: git commit {_counted(mine['git_commit'].str[:10], 'unknown')}{dirty}; CPU "
+        f"{_counted(cpu, 'not recorded')}; engine {_counted(engine, '?')}; TensorFlow "
+        f"{_counted(mine['tensorflow'], '?')}, Keras {_counted(mine['keras'], '?')}.{times} Every run's "
+        "id, seed, phase and judged metric: `runs.csv`."
+    )
 
 
 def protocol_note(s: SweepResults, runs: pd.DataFrame) -> str:

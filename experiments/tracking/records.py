@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
+import platform
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -142,6 +144,22 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def machine() -> dict[str, str]:
+    """What a run's speed and float rounding depend on: CPU model, its AVX-512/AMX flags, cores."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    isa = [f for f in ("avx2", "avx512f", "avx512_fp16", "amx_tile") if f in flags]
+    return {"cpu": model, "cpu_isa": " ".join(isa) or "unknown", "cpu_count": str(os.cpu_count())}
+
+
 def run_tags(config: RunConfig, data_checksum: str, info: dict[str, str]) -> dict[str, str]:
     commit, dirty = git_commit()
     tags = {
@@ -155,6 +173,7 @@ def run_tags(config: RunConfig, data_checksum: str, info: dict[str, str]) -> dic
         "data_checksum": data_checksum,
     }
     tags.update({f"version.{k}": v for k, v in package_versions().items()})
+    tags.update({f"machine.{k}": v for k, v in machine().items()})
     tags.update({f"data.{k}": v for k, v in info.items()})
     return tags
 
