@@ -60,7 +60,20 @@ def test_an_entry_with_an_unknown_expectation_rule_variant_or_no_margin_is_refus
     with pytest.raises(ValueError, match="needs a margin > 0"):
         cat.Contrast("x", cat.NFG, (cat.VANILLA,), frozenset(), "equal")
     with pytest.raises(ValueError, match="rule='most'"):
-        cat.Part("x", "x", (), "most")
+        cat.Part("x", "x", (cat.Contrast("x", cat.NFG, (cat.VANILLA,), frozenset(), "lower"),), "most")
+
+
+def test_a_rule_that_cannot_fail_is_refused_by_the_catalogue():
+    """A parameter count, a configuration against itself and a part without contrasts can never
+    come out against the claim: the catalogue refuses them when they are defined."""
+    with pytest.raises(ValueError, match="metric='n_params'.*cannot fail; print it as a Fact"):
+        cat.Contrast(
+            "NIG fewer params", cat.NIG, (cat.VANILLA,), frozenset({"variant"}), "lower", metric="n_params"
+        )
+    with pytest.raises(ValueError, match="with itself: it cannot fail"):
+        cat.Contrast("NFG vs NFG", cat.NFG, (cat.VANILLA, cat.NFG), frozenset({"variant"}), "lower")
+    with pytest.raises(ValueError, match="no contrasts: its verdict could never be contradicted"):
+        cat.Part("x", "x", (), "all")
     with pytest.raises(ValueError, match="Unknown lstm variant"):
         cat._side("LSTM NOPE", "lstm", "NOPE")
 

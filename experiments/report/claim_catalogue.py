@@ -24,6 +24,8 @@ TASKS = tuple(TASK_METRICS)  # every task a claim can be judged on, in report or
 EXPECTATIONS = ("lower", "higher", "differs", "equal", "not_higher")
 NEEDS_MARGIN = ("differs", "equal", "not_higher")
 GATES = {"i": "NIG", "f": "NFG", "o": "NOG"}  # a gate fixed open → the variant without it
+# Metrics fixed by the configuration alone: a contrast on one cannot fail (they are printed as facts).
+BY_CONSTRUCTION = ("n_params",)
 PARAMS_MATCHED = 0.10  # claim f1: "equal parameters" = n_params within 10 % of each other
 
 
@@ -100,6 +102,17 @@ class Contrast:
             raise ValueError(
                 f"Contrast {self.name!r} (expect={self.expect!r}) needs a margin > 0, got {self.margin!r}."
             )
+        # A rule that cannot come out against the claim is not a test: refuse it where it is defined.
+        if self.metric in BY_CONSTRUCTION:
+            raise ValueError(
+                f"Contrast {self.name!r} tests metric={self.metric!r}, which holds by construction and "
+                f"cannot fail; print it as a Fact. Valid metrics: any measured outcome, not "
+                f"{', '.join(BY_CONSTRUCTION)}."
+            )
+        if any(side is self.a for side in self.b):
+            raise ValueError(
+                f"Contrast {self.name!r} compares {self.a.description!r} with itself: it cannot fail."
+            )
 
 
 @dataclass(frozen=True)
@@ -127,6 +140,8 @@ class Part:
     def __post_init__(self):
         if self.rule not in ("any", "all"):
             raise ValueError(f"Invalid rule={self.rule!r}. Valid choices: any, all.")
+        if not self.contrasts:
+            raise ValueError(f"Part {self.id!r} has no contrasts: its verdict could never be contradicted.")
 
 
 @dataclass(frozen=True)
