@@ -125,3 +125,21 @@ def test_the_readme_quotes_the_committed_standard_reports():
     text = (root / "README.md").read_text()
     block = text.split(readme_claims.START, 1)[1].split(readme_claims.END, 1)[0].strip()
     assert block == readme_claims.table(verdicts.merge(folder), folder, root)
+
+
+def test_the_page_states_each_studys_wall_time_from_its_runs(tmp_path):
+    import pandas as pd
+
+    _study(tmp_path, "timed", {"a": {"copy": "supported"}})
+    _study(tmp_path, "untimed", {"a": {"adding": "supported"}})
+    pd.DataFrame(
+        {
+            "start_time": ["2026-12-03 19:00:00+00:00", "2026-12-03 19:30:00+00:00"],
+            "end_time": ["2026-12-03 19:20:00+00:00", "2026-12-03 20:30:00+00:00"],
+        }
+    ).to_csv(tmp_path / "timed" / "runs.csv", index=False)
+    verdicts.write(tmp_path)
+    assert verdicts.wall_times(tmp_path) == {"timed": 90.0, "untimed": None}
+    assert (
+        "timed 90 min, untimed not recorded; 1.5 h for the 1 timed." in (tmp_path / "verdicts.md").read_text()
+    )

@@ -133,7 +133,7 @@ RUN_COLUMNS = ["sweep", "task", "config_label", "phase", "learning_rate", "seed"
 
 def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
     """runs.csv: every trial the report read, with its run id and what reruns it (commit, data)."""
-    extra = ["diverged", "solved", "steps_to_solve", *PROVENANCE]
+    extra = ["diverged", "solved", "steps_to_solve", "start_time", "end_time", *PROVENANCE]
     cols = [c for c in RUN_COLUMNS + extra if c in runs]
     return runs[cols].sort_values(["sweep", "task", "config_label", "phase", "learning_rate", "seed"])
 

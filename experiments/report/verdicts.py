@@ -114,12 +114,38 @@ def markdown(merged: list[dict], studies: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def wall_times(folder: Path) -> dict[str, float | None]:
+    """Minutes from each study's first trial start to its last trial end (its runs.csv; None for
+    a report made before runs.csv had times)."""
+    import pandas as pd
+
+    minutes: dict[str, float | None] = {}
+    for path in sorted(folder.glob("*/claims.json")):
+        runs = path.parent / "runs.csv"
+        table = pd.read_csv(runs) if runs.is_file() else pd.DataFrame()
+        if {"start_time", "end_time"} <= set(table.columns) and table["end_time"].notna().any():
+            span = pd.to_datetime(table["end_time"]).max() - pd.to_datetime(table["start_time"]).min()
+            minutes[path.parent.name] = span.total_seconds() / 60
+        else:
+            minutes[path.parent.name] = None
+    return minutes
+
+
+def timing_line(minutes: dict[str, float | None]) -> str:
+    known = {k: v for k, v in minutes.items() if v is not None}
+    parts = [f"{k} {v:.0f} min" if v is not None else f"{k} not recorded" for k, v in minutes.items()]
+    total = f"; {sum(known.values()) / 60:.1f} h for the {len(known)} timed" if known else ""
+    return f"Wall time of each study's trials (first start to last end, runs.csv): {', '.join(parts)}{total}."
+
+
 def write(folder: Path) -> list[dict]:
     merged = merge(folder)
     studies = sorted(p.parent.name for p in folder.glob("*/claims.json"))
     kept = [{k: v for k, v in c.items() if k != "contrasts"} for c in merged]  # claims.json has them
     (folder / "verdicts.json").write_text(json.dumps({"studies": studies, "claims": kept}, indent=2) + "\n")
-    (folder / "verdicts.md").write_text(markdown(merged, studies))
+    (folder / "verdicts.md").write_text(
+        markdown(merged, studies) + "\n" + timing_line(wall_times(folder)) + "\n"
+    )
     return merged
 
 
