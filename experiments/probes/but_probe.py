@@ -14,8 +14,6 @@ TensorFlow loads (exit 2 with one line).
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import sys
 import time
@@ -69,18 +67,7 @@ def vocabulary_of(task, data_dir: Path, vocab_size: int, seq_len: int) -> list[s
     return list(vocabulary)
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    if not rows:
-        path.write_text("")
-        return
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _selection_facts(selection, vocabulary) -> dict:
+def _selection_facts(selection) -> dict:
     from collections import Counter
 
     import numpy as np
@@ -126,70 +113,92 @@ def train_one(run_config, task, tags: dict[str, str]):
         return trainer, results, mlflow.active_run().info.run_id
 
 
-def run(config: options.ProbeConfig, data_dir: Path) -> dict:
-    """The whole probe inside the active (or a new) MLflow run; returns the summary it logged."""
-    import mlflow
+def prepare(config: options.ProbeConfig, data_dir: Path) -> dict:
+    """The task (built once for every model), its vocabulary and the sentences the probe reads."""
     import numpy as np
 
-    from experiments.probes import analysis, gates, plots, probe_model, report
-    from experiments.tracking import records as tracking
+    from experiments.probes import probe_model
     from experiments.training.tasks import sentiment
 
-    start = time.perf_counter()
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     task = sentiment.make(seq_len=config.seq_len, seed=0, data_dir=data_dir, vocab_size=config.vocab_size)
     vocabulary = vocabulary_of(task, data_dir, config.vocab_size, config.seq_len)
-    x_valid, y_valid = task.valid
-    x_pool = np.concatenate([task.valid[0], task.test[0]])
-    y_pool = np.concatenate([task.valid[1], task.test[1]])
-    selection = probe_model.select(x_valid, vocabulary)
-    facts = _selection_facts(selection, vocabulary)
+    selection = probe_model.select(task.valid[0], vocabulary)
+    facts = _selection_facts(selection)
     print(
         f"but_probe: {facts['n_contrastive']} contrastive dev sentences ({facts['words']}), "
         f"{facts['n_and']} 'and' controls",
         flush=True,
     )
+    return {
+        "task": task,
+        "vocabulary": vocabulary,
+        "selection": selection,
+        "facts": facts,
+        # clause sources for the composites: every held-out labelled sentence
+        "x_pool": np.concatenate([task.valid[0], task.test[0]]),
+        "y_pool": np.concatenate([task.valid[1], task.test[1]]),
+    }
+
+
+def train_and_probe(config: options.ProbeConfig, data: dict, data_dir: Path, parent_id: str):
+    """Every (cell, seed): trained in its own nested run, then probed; (per cell, conventions)."""
+    from experiments.probes import gates, probe_model
+
+    task, vocabulary = data["task"], data["vocabulary"]
+    per_cell: dict[str, list[dict]] = {}
+    conventions = {}
+    for cell, variant in config.cells:
+        label = options.cell_name(cell, variant)
+        for seed in range(config.seeds):
+            rc = options.run_config(config, cell, variant, seed, data_dir)
+            trainer, results, run_id = train_one(rc, task, {"probe": "but", "probe_parent": parent_id})
+            conventions[label] = gates.convention(trainer.layer)
+            gate = probe_model.gate_results(
+                trainer.model, trainer.layer, task.valid[0], data["selection"], vocabulary
+            )
+            follow = probe_model.follow_results(
+                trainer.predict,
+                data["x_pool"],
+                data["y_pool"],
+                vocabulary,
+                confidence=config.confidence,
+                n_pairs=config.n_pairs,
+                seed=seed,
+            )
+            per_cell.setdefault(label, []).append(
+                {"seed": seed, "run_id": run_id, "results": results, "gate": gate, "follow": follow}
+            )
+    return per_cell, conventions
+
+
+def run(config: options.ProbeConfig, data_dir: Path) -> dict:
+    """The whole probe inside the active (or a new) MLflow run; returns the summary it logged."""
+    import mlflow
+    import numpy as np
+
+    from experiments.probes import outputs, report
+    from experiments.tracking import records as tracking
+
+    start = time.perf_counter()
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = prepare(config, data_dir)
     if mlflow.active_run() is None:
         mlflow.set_experiment(EXPERIMENT)
     with mlflow.start_run(run_name="but_probe" + (" quick" if config.quick else "")) as parent:
         commit, dirty = tracking.git_commit()
         logged = mlflow.get_run(parent.info.run_id).data.params  # under `mlflow run`: the launcher's
         mlflow.log_params({k: v for k, v in config.as_params().items() if k not in logged})
-        mlflow.set_tags(
-            {
-                "probe": "but",
-                "git_commit": commit,
-                "git_dirty": str(dirty).lower(),
-                "data_checksum": task.data_checksum,
-            }
-        )
-        per_cell: dict[str, list[dict]] = {}
-        conventions, rates = {}, []
-        for cell, variant in config.cells:
-            label = options.cell_name(cell, variant)
-            for seed in range(config.seeds):
-                rc = options.run_config(config, cell, variant, seed, data_dir)
-                trainer, results, run_id = train_one(
-                    rc, task, {"probe": "but", "probe_parent": parent.info.run_id}
-                )
-                conventions[label] = gates.convention(trainer.layer)
-                gate = probe_model.gate_results(trainer.model, trainer.layer, x_valid, selection, vocabulary)
-                follow = probe_model.follow_results(
-                    trainer.predict,
-                    x_pool,
-                    y_pool,
-                    vocabulary,
-                    confidence=config.confidence,
-                    n_pairs=config.n_pairs,
-                    seed=seed,
-                )
-                rates.append(results["steps_per_s"])
-                per_cell.setdefault(label, []).append(
-                    {"seed": seed, "run_id": run_id, "results": results, "gate": gate, "follow": follow}
-                )
-        tables = _tables(per_cell, analysis)
-        figures = _figures(per_cell, tables, out, plots)
+        tags = {
+            "git_commit": commit,
+            "git_dirty": str(dirty).lower(),
+            "data_checksum": data["task"].data_checksum,
+        }
+        mlflow.set_tags({"probe": "but", **tags})
+        per_cell, conventions = train_and_probe(config, data, data_dir, parent.info.run_id)
+        tables = outputs.tables(per_cell)
+        figures = outputs.figures(per_cell, tables, out)
+        rates = [r["results"]["steps_per_s"] for runs in per_cell.values() for r in runs]
         timing = {"wall_s": time.perf_counter() - start, "steps_per_s": float(np.mean(rates))}
         text = report.write(
             params=config.as_params(),
@@ -197,14 +206,14 @@ def run(config: options.ProbeConfig, data_dir: Path) -> dict:
             gate_summary=tables["gate_summary"],
             follow_summary=tables["follow_summary"],
             conventions=conventions,
-            selection=facts,
+            selection=data["facts"],
             figures=figures,
             verdict_cell=VERDICT_CELL,
             timing=timing,
         )
         (out / "but_probe.md").write_text(text)
-        _write_outputs(out, tables, facts, conventions)
-        metrics, verdicts = _summary_metrics(tables)
+        outputs.write_tables(out, tables, data["facts"], conventions, config.as_params())
+        metrics, verdicts = outputs.summary_metrics(tables)
         metrics["wall_time_s"] = timing["wall_s"]
         mlflow.log_metrics(metrics)
         mlflow.set_tags({f"verdict.{cell}": v for cell, v in verdicts.items()})
@@ -212,166 +221,7 @@ def run(config: options.ProbeConfig, data_dir: Path) -> dict:
         mlflow.log_artifacts(str(out))
     print(text.splitlines()[2], flush=True)
     print(f"done: report {out / 'but_probe.md'}, {timing['wall_s']:.0f}s", flush=True)
-    return {"metrics": metrics, "verdicts": verdicts, "report": str(out / "but_probe.md")}
-
-
-def _tables(per_cell: dict[str, list[dict]], analysis) -> dict:
-    import numpy as np
-
-    models, tests, gate_summary, follow_rows, follow_summary, curves = [], [], {}, [], {}, {}
-    for cell, runs in per_cell.items():
-        dev = [r["results"]["final_val_accuracy"] for r in runs]
-        test = [r["results"].get("test_accuracy", float("nan")) for r in runs]
-        models.append(
-            {
-                "cell": cell,
-                "n": len(runs),
-                "dev_mean": float(np.mean(dev)),
-                "dev_min": float(np.min(dev)),
-                "dev_max": float(np.max(dev)),
-                "test_mean": float(np.mean(test)),
-                "per_seed": [
-                    {"seed": r["seed"], "run_id": r["run_id"], "dev_accuracy": d} for r, d in zip(runs, dev)
-                ],
-            }
-        )
-        cell_tests, summary, cell_curves = analysis.gate_tables(runs)
-        tests += [{"cell": cell, **row} for row in cell_tests]
-        gate_summary[cell] = summary
-        curves[cell] = cell_curves
-        rows, pooled = analysis.follow_tables(runs)
-        follow_rows += [{"cell": cell, **row} for row in rows]
-        follow_summary[cell] = pooled
-    return {
-        "models": models,
-        "gate_tests": tests,
-        "gate_summary": gate_summary,
-        "follow_rows": follow_rows,
-        "follow_summary": follow_summary,
-        "curves": curves,
-        "per_cell": per_cell,
-    }
-
-
-def _figures(per_cell, tables, out: Path, plots) -> list[tuple[str, str]]:
-    import matplotlib.pyplot as plt
-
-    from experiments.probes.connectives import AFTER, BEFORE
-
-    figures = []
-    offsets = list(range(-BEFORE, AFTER + 1))
-    curves = {cell: c for cell, c in tables["curves"].items() if c}
-    if curves:
-        fig = plots.aligned_curves(
-            curves, offsets, "Keep gate aligned at the connective (seed-averaged, 95 % t-bands)"
-        )
-        fig.savefig(out / "aligned_gate_curve.png", dpi=110)
-        plt.close(fig)
-        figures.append(
-            (
-                "aligned_gate_curve.png",
-                "Mean keep gate relative to the sentence's mean, aligned at the connective: "
-                "contrastive vs 'and'.",
-            )
-        )
-    for cell, runs in per_cell.items():
-        first = runs[0]
-        if first["gate"] is None or not first["gate"]["examples"]:
-            continue
-        name = f"gate_heatmap_{cell.replace('/', '_')}.png"
-        fig = plots.gate_heatmaps(
-            first["gate"]["examples"], f"{cell}, seed {first['seed']}: keep gate per unit and token"
-        )
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        figures.append(
-            (
-                name,
-                f"{cell} (seed {first['seed']}): the keep gate of every unit over the tokens of real dev "
-                "sentences; the connective outlined.",
-            )
-        )
-    rows = [
-        {"cell": cell, **r}
-        for cell, pooled in tables["follow_summary"].items()
-        for r in pooled
-        if r["connective"] != "but − and"
-    ]
-    fig = plots.follow_rates(rows, "How often the label follows the clause after the connective")
-    fig.savefig(out / "follow_b.png", dpi=110)
-    plt.close(fig)
-    figures.append(
-        (
-            "follow_b.png",
-            "Share of composites whose predicted label is the polarity of the clause after 'but' "
-            "(red) or 'and' (blue).",
-        )
-    )
-    return figures
-
-
-def _write_outputs(out: Path, tables: dict, facts: dict, conventions: dict) -> None:
-    _write_csv(
-        out / "models.csv", [{k: v for k, v in m.items() if k != "per_seed"} for m in tables["models"]]
-    )
-    _write_csv(out / "gate_tests.csv", tables["gate_tests"])
-    _write_csv(
-        out / "gate_summary.csv",
-        [{"cell": c, **r} for c, rows in tables["gate_summary"].items() for r in rows],
-    )
-    _write_csv(out / "follow_b_per_seed.csv", tables["follow_rows"])
-    _write_csv(
-        out / "follow_b_summary.csv",
-        [{"cell": c, **r} for c, rows in tables["follow_summary"].items() for r in rows],
-    )
-    drops = []
-    for cell, runs in tables["per_cell"].items():
-        for r in runs:
-            if r["gate"] is None:
-                continue
-            for group in ("contrastive", "and"):
-                for k, row in enumerate(r["gate"][f"drops_{group}"]):
-                    drops.append(
-                        {
-                            "cell": cell,
-                            "seed": r["seed"],
-                            "group": group,
-                            "k": k,
-                            "drop_at": row[0],
-                            "drop_at+1": row[1],
-                            "drop_at+2": row[2],
-                        }
-                    )
-    _write_csv(out / "gate_drops.csv", drops)
-    models = [{"cell": m["cell"], "per_seed": m["per_seed"]} for m in tables["models"]]
-    (out / "probe.json").write_text(
-        json.dumps({"selection": facts, "conventions": conventions, "models": models}, indent=2)
-    )
-
-
-def _summary_metrics(tables: dict) -> tuple[dict[str, float], dict[str, str]]:
-    metrics, verdicts = {}, {}
-    for m in tables["models"]:
-        metrics[f"{m['cell']}.dev_accuracy_mean"] = m["dev_mean"]
-    for cell, rows in tables["gate_summary"].items():
-        for r in rows:
-            for key in (
-                "diff",
-                "seeds_ci_low",
-                "seeds_ci_high",
-                "boot_ci_low",
-                "boot_ci_high",
-                "hedges_g_sentences",
-            ):
-                metrics[f"{cell}.gate_{r['window']}.{key}"] = r[key]
-        if rows:
-            verdicts[cell] = next(r for r in rows if r["window"] == "at")["verdict"]
-    for cell, rows in tables["follow_summary"].items():
-        for r in rows:
-            key = "but_minus_and" if r["connective"] == "but − and" else r["connective"]
-            metrics[f"{cell}.follow_b.{key}"] = r["rate"]
-    clean = {k.replace("/", "_").replace("+", "p"): float(v) for k, v in metrics.items()}
-    return {k: v for k, v in clean.items() if v == v}, verdicts  # NaN is not logged
+    return {"metrics": metrics, "verdicts": verdicts, "report": str(out / "but_probe.md"), "tables": tables}
 
 
 def main(argv: list[str] | None = None) -> int:

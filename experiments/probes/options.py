@@ -53,7 +53,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--cells", default=DEFAULT_CELLS, help=f"cell[/variant],… (default {DEFAULT_CELLS})")
     for name, value in SIZES["default"].items():
         quick = SIZES["quick"][name]
-        parser.add_argument(f"--{name}", default=None, help=f"default {value}; with --quick {quick}")
+        parser.add_argument(f"--{name}", default=None, help=f"auto: {value}; with --quick {quick}")
     for name, value in FIXED.items():
         parser.add_argument(f"--{name}", default=None, help=f"default {value}")
     parser.add_argument("--quick", default="false", help="true: the test size (under 2 minutes)")
@@ -90,20 +90,25 @@ def parse_cells(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(cells)
 
 
+def _given(text: str | None, default) -> str:
+    """The value given, or the size's default for none or 'auto' (MLproject passes 'auto')."""
+    return str(default) if text in (None, "", "auto") else text
+
+
 def from_args(args: argparse.Namespace) -> ProbeConfig:
     quick = str(args.quick).strip().lower()
     if quick not in ("true", "false"):
         raise ConfigError(f"Invalid quick={args.quick!r}. Valid choices: true, false.")
     size = SIZES["quick" if quick == "true" else "default"]
     minimum = {"seeds": 1, "steps": 1, "units": 1, "eval_every": 1, "n_pairs": 1}
-    values = {k: _number(k, getattr(args, k) or str(v), int, minimum[k]) for k, v in size.items()}
-    values["seq_len"] = _number("seq_len", args.seq_len or str(FIXED["seq_len"]), int, 25)
-    values["batch_size"] = _number("batch_size", args.batch_size or str(FIXED["batch_size"]), int, 1)
-    values["vocab_size"] = _number("vocab_size", args.vocab_size or str(FIXED["vocab_size"]), int, 3)
+    values = {k: _number(k, _given(getattr(args, k), v), int, minimum[k]) for k, v in size.items()}
+    values["seq_len"] = _number("seq_len", _given(args.seq_len, FIXED["seq_len"]), int, 25)
+    values["batch_size"] = _number("batch_size", _given(args.batch_size, FIXED["batch_size"]), int, 1)
+    values["vocab_size"] = _number("vocab_size", _given(args.vocab_size, FIXED["vocab_size"]), int, 3)
     values["learning_rate"] = _number(
-        "learning_rate", args.learning_rate or str(FIXED["learning_rate"]), float, 1e-12
+        "learning_rate", _given(args.learning_rate, FIXED["learning_rate"]), float, 1e-12
     )
-    values["confidence"] = _number("confidence", args.confidence or str(FIXED["confidence"]), float, 0.5)
+    values["confidence"] = _number("confidence", _given(args.confidence, FIXED["confidence"]), float, 0.5)
     if values["confidence"] > 1:
         raise ConfigError(f"Invalid confidence={args.confidence!r}. Valid choices: a number in [0.5, 1].")
     return ProbeConfig(

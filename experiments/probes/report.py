@@ -57,7 +57,17 @@ def write(
             "**Quick size** (a test of the pipeline, not evidence): tiny models, few steps and seeds.",
             "",
         ]
-    lines += [
+    lines += _method(params, conventions, selection, timing)
+    lines += _accuracy(models)
+    lines += _gates(gate_summary)
+    lines += _follow(follow_summary)
+    lines += ["### Figures", ""]
+    lines += [f"![{caption}]({name})\n\n{caption}\n" for name, caption in figures]
+    return "\n".join(lines) + "\n"
+
+
+def _method(params: dict, conventions: dict, selection: dict, timing: dict) -> list[str]:
+    return [
         "### What was measured",
         "",
         f"- Models: SST-2 train → embedding 32 → one recurrent layer of {params['units']} units → "
@@ -85,6 +95,11 @@ def write(
         f"- Time: {timing['wall_s']:.0f} s in all; training ran at {timing['steps_per_s']:.1f} "
         "steps/s on average.",
         "",
+    ]
+
+
+def _accuracy(models: list[dict]) -> list[str]:
+    lines = [
         "### Dev accuracy",
         "",
         "| cell | seeds | dev accuracy mean | min | max | test accuracy mean |",
@@ -107,7 +122,11 @@ def write(
                 f"The LSTM reaches the target dev accuracy {TARGET:.2f} (mean {_f(m['dev_mean'])}).",
                 "",
             ]
-    lines += [
+    return lines
+
+
+def _gates(gate_summary: dict[str, list[dict]]) -> list[str]:
+    lines = [
         "### Keep gate at the connective",
         "",
         "| cell | window | drop, contrastive | drop, 'and' | difference | 95 % CI over seeds "
@@ -125,8 +144,11 @@ def write(
                 f"{_ci(r['boot_ci_low'], r['boot_ci_high'], 4)} | {_f(r['hedges_g_sentences'], 2)} | "
                 f"{r['verdict']} |"
             )
-    lines += [
-        "",
+    return lines + [""]
+
+
+def _follow(follow_summary: dict[str, list[dict]]) -> list[str]:
+    lines = [
         "### Does the label follow the clause after the connective?",
         "",
         "| cell | A but B → B | A and B → B | but − and (95 % CI over seeds) "
@@ -147,8 +169,4 @@ def write(
         "only reads the last clause scores high with 'and' too, so the 'but − and' column is the "
         "connective's own effect.",
         "",
-        "### Figures",
-        "",
     ]
-    lines += [f"![{caption}]({name})\n\n{caption}\n" for name, caption in figures]
-    return "\n".join(lines) + "\n"
