@@ -170,3 +170,4 @@ def _follow(follow_summary: dict[str, list[dict]]) -> list[str]:
         "connective's own effect.",
         "",
     ]
+    return lines
