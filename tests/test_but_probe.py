@@ -220,3 +220,66 @@ def test_a_quick_probe_runs_end_to_end_and_logs_everything(tracking, shared_corp
         rows = list(csv.DictReader(handle))
     assert {r["cell"] for r in rows} == {"lstm", "gru", "lstm/CIFG"}  # NFG has no forget gate to read
     assert all(int(float(r["n_contrastive"])) > 50 for r in rows)
+
+
+def _fake_runs(shift: float, seeds: int = 5, rng=None):
+    """Per-seed results as the pipeline hands them on, with a known contrastive − and shift."""
+    rng = rng or np.random.default_rng(0)
+    runs = []
+    for seed in range(seeds):
+        base = rng.normal(0, 0.01, (30, 3))
+        gate = {
+            "drops_contrastive": base + shift + rng.normal(0, 0.002, (30, 3)),
+            "drops_and": rng.normal(0, 0.01, (25, 3)),
+            "curves_contrastive": rng.normal(0, 0.01, (30, 11)),
+            "curves_and": rng.normal(0, 0.01, (25, 11)),
+            "examples": [],
+        }
+        follows = {
+            w: {"follows": rng.random(40) < 0.8, "both_orders": rng.random(20) < 0.6} for w in ("but", "and")
+        }
+        follow = {"n_pairs": 20, "n_positive_clauses": 50, "n_negative_clauses": 60, **follows}
+        results = {"final_val_accuracy": 0.81 + 0.001 * seed, "test_accuracy": 0.8, "steps_per_s": 10.0}
+        runs.append({"seed": seed, "run_id": f"r{seed}", "results": results, "gate": gate, "follow": follow})
+    return runs
+
+
+@pytest.mark.parametrize(
+    ("shift", "verdict"), [(0.03, "supported"), (-0.03, "contradicted"), (0.0, "inconclusive")]
+)
+def test_the_report_states_the_verdict_the_rule_gives(tmp_path, shift, verdict):
+    from experiments.probes import outputs, report
+
+    nfg = [{**r, "gate": None} for r in _fake_runs(0.0, seeds=2)]
+    per_cell = {"lstm": _fake_runs(shift), "lstm/NFG": nfg}
+    tables = outputs.tables(per_cell)
+    assert tables["gate_summary"]["lstm"][0]["verdict"] == verdict
+    assert tables["gate_summary"]["lstm/NFG"] == []
+    figures = outputs.figures(per_cell, tables, tmp_path)
+    facts = {"n_contrastive": 30, "n_and": 25, "words": "but 30", "rel_contrastive": 0.5, "rel_and": 0.5}
+    facts |= {"len_contrastive": 20.0, "len_and": 19.0}
+    params = options.from_args(options.build_parser("x").parse_args([])).as_params()
+    text = report.write(
+        params=params,
+        models=tables["models"],
+        gate_summary=tables["gate_summary"],
+        follow_summary=tables["follow_summary"],
+        conventions={"lstm": "f", "lstm/NFG": "none"},
+        selection=facts,
+        figures=figures,
+        verdict_cell="lstm",
+        timing={"wall_s": 1.0, "steps_per_s": 10.0},
+    )
+    assert f"Verdict: **{verdict}** for lstm" in text
+    assert "reaches the target dev accuracy 0.80" in text
+    assert "| lstm/NFG | – | no keep gate |" in text
+    for name, _ in figures:
+        assert (tmp_path / name).stat().st_size > 0 and f"]({name})" in text
+    outputs.write_tables(tmp_path, tables, facts, {}, params)
+    metrics, verdicts = outputs.summary_metrics(tables)
+    assert verdicts == {"lstm": verdict} and metrics["lstm.gate_at.diff"] == pytest.approx(shift, abs=0.01)
+    (tmp_path / "gate_heatmap_old.png").write_text("stale")
+    keep = tmp_path / "mine.txt"
+    keep.write_text("a user's file")
+    outputs.clear(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]

@@ -182,6 +182,7 @@ def run(config: options.ProbeConfig, data_dir: Path) -> dict:
     start = time.perf_counter()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    outputs.clear(out)
     data = prepare(config, data_dir)
     if mlflow.active_run() is None:
         mlflow.set_experiment(EXPERIMENT)

@@ -11,6 +11,27 @@ import numpy as np
 from experiments.probes import analysis, plots
 
 
+OWN_FILES = (
+    "but_probe.md",
+    "probe.json",
+    "models.csv",
+    "gate_tests.csv",
+    "gate_summary.csv",
+    "gate_drops.csv",
+    "follow_b_per_seed.csv",
+    "follow_b_summary.csv",
+    "aligned_gate_curve.png",
+    "follow_b.png",
+)
+
+
+def clear(out: Path) -> None:
+    """Remove what an earlier probe wrote in `out` (its own file names only), so that the folder,
+    logged whole as the run's artifacts, holds this run's files and nothing stale."""
+    for path in [*(out / name for name in OWN_FILES), *out.glob("gate_heatmap_*.png")]:
+        path.unlink(missing_ok=True)
+
+
 def _write_csv(path: Path, rows: list[dict]) -> None:
     if not rows:
         path.write_text("")
