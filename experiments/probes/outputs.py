@@ -10,7 +10,6 @@ import numpy as np
 
 from experiments.probes import analysis, plots
 
-
 OWN_FILES = (
     "but_probe.md",
     "probe.json",
