@@ -227,10 +227,12 @@ def _fake_runs(shift: float, seeds: int = 5, rng=None):
     rng = rng or np.random.default_rng(0)
     runs = []
     for seed in range(seeds):
-        base = rng.normal(0, 0.01, (30, 3))
+        w = len(connectives.WINDOWS)
         gate = {
-            "drops_contrastive": base + shift + rng.normal(0, 0.002, (30, 3)),
-            "drops_and": rng.normal(0, 0.01, (25, 3)),
+            "sentences_contrastive": [(k, "but", 3) for k in range(30)],
+            "sentences_and": [(100 + k, "and", 3) for k in range(25)],
+            "drops_contrastive": rng.normal(0, 0.01, (30, w)) + shift,
+            "drops_and": rng.normal(0, 0.01, (25, w)),
             "curves_contrastive": rng.normal(0, 0.01, (30, 11)),
             "curves_and": rng.normal(0, 0.01, (25, 11)),
             "examples": [],
@@ -276,6 +278,9 @@ def test_the_report_states_the_verdict_the_rule_gives(tmp_path, shift, verdict):
     for name, _ in figures:
         assert (tmp_path / name).stat().st_size > 0 and f"]({name})" in text
     outputs.write_tables(tmp_path, tables, facts, {}, params)
+    with (tmp_path / "gate_drops.csv").open() as handle:
+        first = next(csv.DictReader(handle))
+    assert (first["dev_row"], first["word"]) == ("0", "but") and "drop_next_2" in first
     metrics, verdicts = outputs.summary_metrics(tables)
     assert verdicts == {"lstm": verdict} and metrics["lstm.gate_at.diff"] == pytest.approx(shift, abs=0.01)
     (tmp_path / "gate_heatmap_old.png").write_text("stale")

@@ -10,8 +10,6 @@ from experiments.probes import but_stats
 from experiments.probes.connectives import WINDOWS
 from experiments.report import stats
 
-WINDOW_NAMES = {0: "at", 1: "at+1", 2: "at+2"}  # the connective's step; with the next 1 or 2 steps
-
 
 def gate_tables(per_seed: list[dict]) -> tuple[list[dict], list[dict], dict]:
     """(one row per seed and window, one summary row per window, seed-averaged curves) of one cell;
@@ -20,11 +18,11 @@ def gate_tables(per_seed: list[dict]) -> tuple[list[dict], list[dict], dict]:
     if not runs:
         return [], [], {}
     tests, summary = [], []
-    for j, w in enumerate(WINDOWS):
+    for j, window in enumerate(WINDOWS):
         diffs = []
         for r in runs:
             row = but_stats.compare_groups(r["gate"]["drops_contrastive"][:, j], r["gate"]["drops_and"][:, j])
-            tests.append({"seed": r["seed"], "window": WINDOW_NAMES[w], **row})
+            tests.append({"seed": r["seed"], "window": window, **row})
             diffs.append(row["diff"])
         # Each sentence's drop averaged over seeds: the same sentences in every seed.
         a = np.mean([r["gate"]["drops_contrastive"][:, j] for r in runs], axis=0)
@@ -33,7 +31,7 @@ def gate_tables(per_seed: list[dict]) -> tuple[list[dict], list[dict], dict]:
         over = but_stats.over_seeds(diffs)
         summary.append(
             {
-                "window": WINDOW_NAMES[w],
+                "window": window,
                 **over,
                 "mean_drop_contrastive": float(np.mean(a)),
                 "mean_drop_and": float(np.mean(b)),

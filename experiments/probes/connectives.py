@@ -7,7 +7,7 @@ side, so the same code is right for end-padded rows (the sentiment task's) and f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +15,10 @@ import numpy as np
 CONTRASTIVE = ("but", "however", "yet", "although")
 CONTROL = "and"
 CONTRASTIVE_GROUP, CONTROL_GROUP = "contrastive", "and"
-WINDOWS = (0, 1, 2)  # the connective's step, then the mean over it and the next 1 or 2 steps
+# Steps read, as (first, last) offsets from the connective: its own step; the mean over it and
+# the next 1 or 2 steps; the 1st or 2nd step after it alone (where a GRU's z, which sees the
+# connective only through h, can move).
+WINDOWS = {"at": (0, 0), "at_1": (0, 1), "at_2": (0, 2), "next_1": (1, 1), "next_2": (2, 2)}
 BEFORE, AFTER = 4, 6  # the aligned curves' reach around the connective
 
 
@@ -54,7 +57,7 @@ def first_index(words: Sequence[str], connectives: Sequence[str], after: int) ->
 
 
 def find_occurrences(
-    x: np.ndarray, vocabulary: Sequence[str], after: int = max(WINDOWS)
+    x: np.ndarray, vocabulary: Sequence[str], after: int = max(last for _, last in WINDOWS.values())
 ) -> tuple[list[Occurrence], list[Occurrence]]:
     """(contrastive, and-candidates): each sentence's first contrastive connective, and the first
     "and" of each sentence that has no contrastive connective, both with room for `after` steps."""
@@ -95,11 +98,15 @@ def sentence_profile(gate: np.ndarray, mask_row: np.ndarray) -> np.ndarray:
 
 
 def gate_drops(
-    gate: np.ndarray, mask: np.ndarray, occurrences: Sequence[Occurrence], windows: Sequence[int] = WINDOWS
+    gate: np.ndarray,
+    mask: np.ndarray,
+    occurrences: Sequence[Occurrence],
+    windows: Mapping[str, tuple[int, int]] = WINDOWS,
 ) -> np.ndarray:
-    """(n_occurrences, n_windows): the sentence's own mean gate minus the mean gate over the
-    connective's step and the next `w` steps (positive: the gate closes there, relative to the
-    sentence). `gate` is (batch, timesteps, units) over the rows `occ.sentence` indexes."""
+    """(n_occurrences, n_windows): the sentence's own mean gate minus the mean gate over each
+    window's steps, offsets `first`…`last` from the connective (positive: the gate closes there,
+    relative to the sentence). `gate` is (batch, timesteps, units) over the rows `occ.sentence`
+    indexes."""
     out = np.empty((len(occurrences), len(windows)))
     for n, occ in enumerate(occurrences):
         profile = sentence_profile(gate[occ.sentence], mask[occ.sentence])
@@ -107,8 +114,8 @@ def gate_drops(
             raise ValueError(
                 f"sentence {occ.sentence}: {len(profile)} real steps in the mask, {occ.n_tokens} tokens"
             )
-        for j, w in enumerate(windows):
-            out[n, j] = profile.mean() - profile[occ.index : occ.index + w + 1].mean()
+        for j, (first, last) in enumerate(windows.values()):
+            out[n, j] = profile.mean() - profile[occ.index + first : occ.index + last + 1].mean()
     return out
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.probes import analysis, plots
+from experiments.probes.connectives import WINDOWS
 
 OWN_FILES = (
     "but_probe.md",
@@ -157,16 +158,17 @@ def write_tables(out: Path, tables: dict, facts: dict, conventions: dict, params
             if r["gate"] is None:
                 continue
             for group in ("contrastive", "and"):
-                for k, row in enumerate(r["gate"][f"drops_{group}"]):
+                named = zip(r["gate"][f"sentences_{group}"], r["gate"][f"drops_{group}"])
+                for (sentence, word, index), row in named:
                     drops.append(
                         {
                             "cell": cell,
                             "seed": r["seed"],
                             "group": group,
-                            "k": k,
-                            "drop_at": row[0],
-                            "drop_at+1": row[1],
-                            "drop_at+2": row[2],
+                            "dev_row": sentence,
+                            "word": word,
+                            "index": index,
+                            **{f"drop_{w}": v for w, v in zip(WINDOWS, row)},
                         }
                     )
     _write_csv(out / "gate_drops.csv", drops)
@@ -199,5 +201,5 @@ def summary_metrics(tables: dict) -> tuple[dict[str, float], dict[str, str]]:
         for r in rows:
             key = "but_minus_and" if r["connective"] == "but − and" else r["connective"]
             metrics[f"{cell}.follow_b.{key}"] = r["rate"]
-    clean = {k.replace("/", "_").replace("+", "p"): float(v) for k, v in metrics.items()}
+    clean = {k.replace("/", "_"): float(v) for k, v in metrics.items()}
     return {k: v for k, v in clean.items() if v == v}, verdicts  # NaN is not logged

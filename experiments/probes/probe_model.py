@@ -61,6 +61,9 @@ def gate_results(model, layer, x_valid: np.ndarray, selection: Selection, vocabu
                 }
             )
     return {
+        # dev rows and words, to name each drop's sentence in the tables
+        "sentences_contrastive": [(o.sentence, o.word, o.index) for o in selection.contrastive],
+        "sentences_and": [(o.sentence, o.word, o.index) for o in selection.control],
         "drops_contrastive": connectives.gate_drops(gate, mask, contrastive),
         "drops_and": connectives.gate_drops(gate, mask, control),
         "curves_contrastive": connectives.aligned_curves(gate, mask, contrastive),

@@ -74,8 +74,10 @@ def _method(params: dict, conventions: dict, selection: dict, timing: dict) -> l
         f"dense head; {params['steps']} steps of batch {params['batch_size']}, Adam lr "
         f"{params['learning_rate']}, seeds 0–{int(params['seeds']) - 1}; accuracy on the 872 dev sentences.",
         "- Gate drop of a sentence: its own mean keep gate over its tokens (mean over units) minus "
-        "the keep gate at the connective's step ('at'), or averaged over it and the next 1 ('at+1') "
-        "or 2 ('at+2') steps; positive = the gate closes there more than on an average word.",
+        "the keep gate at the connective's step ('at'), averaged over it and the next 1 or 2 steps "
+        "('at_1', 'at_2'), or at the 1st or 2nd step after it alone ('next_1', 'next_2'); "
+        "positive = the gate closes there more than on an average word. The verdict reads 'at' "
+        "(the rule fixed before any run); the other windows describe.",
         f"- Sentences: {selection['n_contrastive']} dev sentences whose first contrastive connective "
         f"({', '.join(CONTRASTIVE)}) has a word before it and two after it ({selection['words']}); "
         f"as controls {selection['n_and']} dev sentences with 'and' and no contrastive connective, "
