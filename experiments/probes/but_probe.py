@@ -184,7 +184,9 @@ def run(config: options.ProbeConfig, data_dir: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     outputs.clear(out)
     data = prepare(config, data_dir)
-    if mlflow.active_run() is None:
+    # Our own experiment unless `mlflow run` made the run (MLFLOW_RUN_ID) or one is chosen.
+    chosen = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")
+    if mlflow.active_run() is None and not any(os.environ.get(k) for k in chosen):
         mlflow.set_experiment(EXPERIMENT)
     with mlflow.start_run(run_name="but_probe" + (" quick" if config.quick else "")) as parent:
         commit, dirty = tracking.git_commit()
