@@ -89,14 +89,6 @@ def test_report_tables_plots_claims_and_artifacts(store, tmp_path):
     assert rep.folder == folder
     for name in ("report.md", "claims.md", "claims.json", "lr_selection.csv", "summary_fb_worse_copy.csv"):
         assert (folder / name).is_file(), name
-    finished = mlflow.search_runs(
-        [client.get_run(parent).info.experiment_id],
-        f"tags.mlflow.parentRunId = '{parent}' and attributes.status = 'FINISHED'",
-    )
-    listed = pd.read_csv(folder / "runs.csv")  # every judged or tuning run, by id, with its commit
-    assert sorted(listed["run_id"]) == sorted(finished["run_id"])
-    assert set(listed["git_commit"]) == {"0123456789abcdef"} and "test_over_baseline" in listed
-    assert "Provenance: git commit 0123456789; CPU Test CPU, 2 cores;" in (folder / "report.md").read_text()
     pngs = {p.name for p in folder.glob("*.png")}
     assert {"curves_fb_worse_copy.png", "final_fb_worse_copy.png", "forget_bias_fb_worse_copy.png"} <= pngs
     assert {"gradient_flow_fb_worse_copy.png", "gates_fb_worse_copy.png", "claim_a.png"} <= pngs
@@ -156,6 +148,22 @@ def test_claim_a_verdicts(store, tmp_path, study, verdict):
     if study == "fb_same":  # equal values on every seed: no variance of the differences, no p
         (row,) = a["parts"][0]["contrasts"]
         assert row["note"] == "no variance across seeds" and row["p"] != row["p"]
+
+
+def test_the_report_lists_every_run_id_and_names_commit_and_cpu(store, tmp_path):
+    client, sweeps = store
+    parent, _ = sweeps["fb_worse"]
+    report.generate(["fb_worse"], tmp_path / "reports")
+    folder = tmp_path / "reports" / "fb_worse"
+    finished = mlflow.search_runs(
+        [client.get_run(parent).info.experiment_id],
+        f"tags.mlflow.parentRunId = '{parent}' and attributes.status = 'FINISHED'",
+    )
+    listed = pd.read_csv(folder / "runs.csv")  # every judged or tuning run, by id, with its commit
+    assert sorted(listed["run_id"]) == sorted(finished["run_id"])
+    assert set(listed["git_commit"]) == {"0123456789abcdef"} and "test_over_baseline" in listed
+    assert listed["start_time"].notna().all()
+    assert "Provenance: git commit 0123456789; CPU Test CPU, 2 cores;" in (folder / "report.md").read_text()
 
 
 def test_missing_configurations_are_not_tested_with_a_reason(store, tmp_path):

@@ -32,6 +32,11 @@ TINY = [
 TINY += ["--probe_batch", "4", "--log_model", "false"]
 
 
+# Tags every run carries so it can be rerun and placed (git commit, versions, data, machine).
+RERUN_TAGS = ("task", "cell", "variant", "git_commit", "data_checksum", "version.keras", "version.mlflow")
+RERUN_TAGS += ("machine.cpu", "machine.cpu_count")
+
+
 def _env(**extra) -> dict:
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
     env["PYTHONPATH"] = str(ROOT)
@@ -103,17 +108,7 @@ def test_mlflow_run_logs_every_param_curve_summary_and_artifact(mlflow_run_store
     assert tags["fused_kernel_rung"] == built.rung.name
     assert tags["fused_kernel_flags"] == " ".join(built.rung.flags)
     assert "engine_fallback_reason" not in tags and "fell back" not in stdout
-    for key in (
-        "task",
-        "cell",
-        "variant",
-        "git_commit",
-        "data_checksum",
-        "version.keras",
-        "version.mlflow",
-        "machine.cpu",
-        "machine.cpu_count",
-    ):
+    for key in RERUN_TAGS:
         assert tags[key], key
     assert tags["version.tensorflow-cpu"] or tags["version.tensorflow"]
     for key in ("loss", "grad_norm"):
