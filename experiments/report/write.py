@@ -141,7 +141,8 @@ def sweep_header(s: SweepResults, runs: pd.DataFrame) -> list[str]:
         "",
         f"Parent run `{s.parent_id}` (experiment {s.experiment_id}), profile "
         f"`{s.tags.get('sweep_profile', '?')}`, spec {s.spec_source}. Children by status: {counts}; "
-        f"{n_fin} FINISHED trials used. Parent metrics: {parent_m or 'none (sweep still running?)'}."
+        f"{n_fin} FINISHED trials used. Parent metrics as last logged (an interrupted sweep counts "
+        f"the trials it did not finish as failed): {parent_m or 'none (sweep still running?)'}."
         f"{retried}",
         "",
         protocol_note(s, runs),
