@@ -60,3 +60,6 @@ def _no_leaked_mlflow_experiment():
     yield
     for key in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
         os.environ.pop(key, None)
+    import mlflow.tracking.fluent as fluent
+
+    fluent._active_experiment_id = None  # set_experiment's in-process choice, too
