@@ -51,15 +51,3 @@ def shared_corpora():
     if not path.is_dir():
         pytest.skip(f"no shared corpora at {path}")
     return path
-
-
-@pytest.fixture(autouse=True)
-def _no_leaked_mlflow_experiment():
-    """mlflow.set_experiment in an in-process run exports MLFLOW_EXPERIMENT_ID; later subprocesses
-    (mlflow run, sweeps on another store) must not inherit it."""
-    yield
-    for key in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
-        os.environ.pop(key, None)
-    import mlflow.tracking.fluent as fluent
-
-    fluent._active_experiment_id = None  # set_experiment's in-process choice, too

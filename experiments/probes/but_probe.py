@@ -93,7 +93,8 @@ def train_one(run_config, task, tags: dict[str, str]):
     from experiments.training.trainer import Trainer, summary
 
     name = tracking.run_name(run_config)
-    with mlflow.start_run(run_name=name, nested=True):
+    parent = mlflow.active_run()  # the probe's run: its children go to its experiment
+    with mlflow.start_run(run_name=name, nested=True, experiment_id=parent.info.experiment_id):
         mlflow.log_params(run_config.as_params())
         mlflow.set_tags({**tracking.run_tags(run_config, task.data_checksum, task.info), **tags})
         trainer = Trainer(run_config, task)
@@ -186,9 +187,12 @@ def run(config: options.ProbeConfig, data_dir: Path) -> dict:
     data = prepare(config, data_dir)
     # Our own experiment unless `mlflow run` made the run (MLFLOW_RUN_ID) or one is chosen.
     chosen = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")
+    experiment_id = None  # set_experiment would also change the caller's experiment: name it here
     if mlflow.active_run() is None and not any(os.environ.get(k) for k in chosen):
-        mlflow.set_experiment(EXPERIMENT)
-    with mlflow.start_run(run_name="but_probe" + (" quick" if config.quick else "")) as parent:
+        found = mlflow.get_experiment_by_name(EXPERIMENT)
+        experiment_id = found.experiment_id if found else mlflow.create_experiment(EXPERIMENT)
+    run_name = "but_probe" + (" quick" if config.quick else "")
+    with mlflow.start_run(run_name=run_name, experiment_id=experiment_id) as parent:
         commit, dirty = tracking.git_commit()
         logged = mlflow.get_run(parent.info.run_id).data.params  # under `mlflow run`: the launcher's
         mlflow.log_params({k: v for k, v in config.as_params().items() if k not in logged})

@@ -6,6 +6,7 @@ import math
 
 from experiments.probes.but_stats import VERDICT_RULE
 from experiments.probes.connectives import CONTRASTIVE
+from experiments.report.write import markdown_table
 
 TARGET = 0.80
 
@@ -101,17 +102,12 @@ def _method(params: dict, conventions: dict, selection: dict, timing: dict) -> l
 
 
 def _accuracy(models: list[dict]) -> list[str]:
-    lines = [
-        "### Dev accuracy",
-        "",
-        "| cell | seeds | dev accuracy mean | min | max | test accuracy mean |",
-        "|---|---|---|---|---|---|",
+    header = ["cell", "seeds", "dev accuracy mean", "min", "max", "test accuracy mean"]
+    rows = [
+        [m["cell"], m["n"], _f(m["dev_mean"]), _f(m["dev_min"]), _f(m["dev_max"]), _f(m["test_mean"])]
+        for m in models
     ]
-    for m in models:
-        lines.append(
-            f"| {m['cell']} | {m['n']} | {_f(m['dev_mean'])} | {_f(m['dev_min'])} | {_f(m['dev_max'])} | "
-            f"{_f(m['test_mean'])} |"
-        )
+    lines = ["### Dev accuracy", "", markdown_table(header, rows)]
     lines.append("")
     for m in models:
         if m["cell"] == "lstm" and not (m["dev_mean"] >= TARGET):
@@ -128,43 +124,47 @@ def _accuracy(models: list[dict]) -> list[str]:
 
 
 def _gates(gate_summary: dict[str, list[dict]]) -> list[str]:
-    lines = [
-        "### Keep gate at the connective",
-        "",
-        "| cell | window | drop, contrastive | drop, 'and' | difference | 95 % CI over seeds "
-        "| bootstrap CI over sentences | g* | verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for cell, rows in gate_summary.items():
-        if not rows:
-            lines.append(f"| {cell} | – | no keep gate | | | | | | n/a |")
-        for r in rows:
-            lines.append(
-                f"| {cell} | {r['window']} | {_f(r['mean_drop_contrastive'], 4)} | "
-                f"{_f(r['mean_drop_and'], 4)} | {_f(r['diff'], 4)} | "
-                f"{_ci(r['seeds_ci_low'], r['seeds_ci_high'], 4)} | "
-                f"{_ci(r['boot_ci_low'], r['boot_ci_high'], 4)} | {_f(r['hedges_g_sentences'], 2)} | "
-                f"{r['verdict']} |"
+    header = ["cell", "window", "drop, contrastive", "drop, 'and'", "difference", "95 % CI over seeds"]
+    header += ["bootstrap CI over sentences", "g*", "verdict"]
+    rows = []
+    for cell, found in gate_summary.items():
+        if not found:
+            rows.append([cell, "–", "no keep gate", "", "", "", "", "", "n/a"])
+        for r in found:
+            rows.append(
+                [
+                    cell,
+                    r["window"],
+                    _f(r["mean_drop_contrastive"], 4),
+                    _f(r["mean_drop_and"], 4),
+                    _f(r["diff"], 4),
+                    _ci(r["seeds_ci_low"], r["seeds_ci_high"], 4),
+                    _ci(r["boot_ci_low"], r["boot_ci_high"], 4),
+                    _f(r["hedges_g_sentences"], 2),
+                    r["verdict"],
+                ]
             )
-    return lines + [""]
+    return ["### Keep gate at the connective", "", markdown_table(header, rows), ""]
 
 
 def _follow(follow_summary: dict[str, list[dict]]) -> list[str]:
-    lines = [
-        "### Does the label follow the clause after the connective?",
-        "",
-        "| cell | A but B → B | A and B → B | but − and (95 % CI over seeds) "
-        "| both orders follow B, but | pairs, all seeds |",
-        "|---|---|---|---|---|---|",
-    ]
-    for cell, rows in follow_summary.items():
-        by = {r["connective"]: r for r in rows}
+    header = ["cell", "A but B → B", "A and B → B", "but − and (95 % CI over seeds)"]
+    header += ["both orders follow B, but", "pairs, all seeds"]
+    rows = []
+    for cell, found in follow_summary.items():
+        by = {r["connective"]: r for r in found}
         but, conj, diff = by["but"], by["and"], by["but − and"]
-        lines.append(
-            f"| {cell} | {_f(but['rate'])} {_ci(but['low'], but['high'])} | {_f(conj['rate'])} "
-            f"{_ci(conj['low'], conj['high'])} | {_f(diff['rate'])} {_ci(diff['low'], diff['high'])} | "
-            f"{_f(but['both_orders'])} | {but['n'] // 2} |"
+        rows.append(
+            [
+                cell,
+                f"{_f(but['rate'])} {_ci(but['low'], but['high'])}",
+                f"{_f(conj['rate'])} {_ci(conj['low'], conj['high'])}",
+                f"{_f(diff['rate'])} {_ci(diff['low'], diff['high'])}",
+                _f(but["both_orders"]),
+                but["n"] // 2,
+            ]
         )
+    lines = ["### Does the label follow the clause after the connective?", "", markdown_table(header, rows)]
     lines += [
         "",
         "Rates pool both orders over seeds (Wilson 95 % intervals); 0.5 is a coin, and a model that "

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from experiments.report.claim_rules import CONTRADICTED, NOT_TESTED, SUPPORTED
-from experiments.report.write import fmt
+from experiments.report.write import fmt, markdown_table
 
 COMMAND = "python -m experiments.report.verdicts docs/studies/standard --readme README.md"
 START = f"<!-- claims-table:start (generated: {COMMAND}) -->"
@@ -74,38 +74,34 @@ def _seeds(rows: list[dict]) -> str:
     return ", ".join(map(str, seeds))
 
 
+HEADER = ["", "claim", "overall", "task", "verdict", "deciding contrast per part: ratio A/B [95 % CI]"]
+HEADER += ["seeds", "reports"]
+
+
 def table(merged: list[dict], folder: Path, readme_dir: Path) -> str:
     """The markdown table (see the module's docstring); links relative to the README's folder."""
-    lines = [
-        "| | claim | overall | task | verdict | deciding contrast per part: ratio A/B [95 % CI] "
-        "| seeds | reports |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for claim in merged:
-        first = f"| {claim['id']} | {claim['statement']} | {claim['verdict']} |"
+        lead = [claim["id"], claim["statement"], claim["verdict"]]
         tested = [(t, v) for t, v in claim["by_task"].items() if v != NOT_TESTED]
         if not tested:
-            lines.append(f"{first} — | not tested | — | — | — |")
-            continue
+            rows.append([*lead, "—", "not tested", "—", "—", "—"])
         for n, (task, verdict) in enumerate(tested):
             effects, rows_used, studies = [], [], []
-            parts = claim["parts"]
-            for pid, part in parts.items():
-                rows = [r for r in claim["contrasts"] if r["part"] == pid and r["task"] == task]
-                row = deciding(rows, part["by_task"].get(task, NOT_TESTED), part["rule"])
+            for pid, part in claim["parts"].items():
+                found = [r for r in claim["contrasts"] if r["part"] == pid and r["task"] == task]
+                row = deciding(found, part["by_task"].get(task, NOT_TESTED), part["rule"])
                 if row is not None:
-                    effects.append(_effect(pid, row, len(parts) > 1))
-                    rows_used += rows
-                    studies += [r["study"] for r in rows]
+                    effects.append(_effect(pid, row, len(claim["parts"]) > 1))
+                    rows_used += found
+                    studies += [r["study"] for r in found]
             links = ", ".join(
                 f"[{s}]({os.path.relpath(folder / s / 'claims.md', readme_dir)})"
                 for s in dict.fromkeys(studies)
             )
-            lead = first if n == 0 else "| | | |"
-            lines.append(
-                f"{lead} {task} | {verdict} | {'<br>'.join(effects)} | {_seeds(rows_used)} | {links} |"
-            )
-    return "\n".join(lines)
+            rows.append([*(lead if n == 0 else ["", "", ""]), task, verdict, "<br>".join(effects)])
+            rows[-1] += [_seeds(rows_used), links]
+    return markdown_table(HEADER, rows)
 
 
 def update(readme: Path, merged: list[dict], folder: Path) -> None:
