@@ -50,23 +50,6 @@ def check_data(config: options.ProbeConfig) -> Path:
     return folder
 
 
-def vocabulary_of(task, data_dir: Path, vocab_size: int, seq_len: int) -> list[str]:
-    """The task's id → word list, adapted again as the task adapts it (same texts, same ties) and
-    checked against the task's vocabulary hash, so that an id read here is the word the model saw."""
-    import hashlib
-
-    from experiments.training.tasks import sentiment
-
-    paths = corpora.ensure("sst2", data_dir)
-    train, valid, test = sentiment._read_sst2(paths)
-    train = sentiment.without_overlap(train, valid[0] + test[0])
-    vocabulary = sentiment._adapted_vectorizer(train[0], vocab_size, seq_len).get_vocabulary()
-    digest = hashlib.sha256("\n".join(vocabulary).encode()).hexdigest()
-    if digest != task.info["vocab_sha256"]:
-        raise RuntimeError(f"vocabulary hash {digest} differs from the task's {task.info['vocab_sha256']}")
-    return list(vocabulary)
-
-
 def _selection_facts(selection) -> dict:
     from collections import Counter
 
@@ -122,7 +105,7 @@ def prepare(config: options.ProbeConfig, data_dir: Path) -> dict:
     from experiments.training.tasks import sentiment
 
     task = sentiment.make(seq_len=config.seq_len, seed=0, data_dir=data_dir, vocab_size=config.vocab_size)
-    vocabulary = vocabulary_of(task, data_dir, config.vocab_size, config.seq_len)
+    vocabulary = list(task.vocabulary)
     selection = probe_model.select(task.valid[0], vocabulary)
     facts = _selection_facts(selection)
     print(

@@ -43,6 +43,8 @@ class Task:
         info: Extra facts worth a tag (corpus name, split sizes, vocabulary size).
         references: Yardsticks computed from the data alone, logged beside the run's own
             metrics (char_lm: held-out bpc of a unigram and a 5-gram model).
+        vocabulary: Token id → word, for word-level tasks (sentiment), so that a probe reads
+            the words the model saw; empty otherwise.
     """
 
     name: str
@@ -65,6 +67,7 @@ class Task:
     data_checksum: str
     info: dict[str, str] = field(default_factory=dict)
     references: dict[str, float] = field(default_factory=dict)
+    vocabulary: tuple[str, ...] = ()
 
     def solved(self, metric_value: float) -> bool:
         if not np.isfinite(metric_value):

@@ -101,6 +101,7 @@ def make(
             # reviews longer than seq_len words are cut: worth knowing when comparing seq_lens
             "train_truncated_fraction": f"{np.mean(x_train[:, -1] != 0):.4f}",
         },
+        vocabulary=tuple(vectorizer.get_vocabulary()),
     )
 
 
