@@ -69,6 +69,7 @@ def make(
     x_train, x_valid, x_test = (vectorize(texts) for texts, _ in (train, valid, test))
     y_train, y_valid, y_test = (labels for _, labels in (train, valid, test))
     counts = np.bincount(y_train, minlength=2)
+    vocabulary = tuple(vectorizer.get_vocabulary())
 
     return Task(
         name="sentiment",
@@ -89,20 +90,31 @@ def make(
         test=(x_test, y_test),
         metric=accuracy,
         data_checksum=corpora.checksum(paths),
-        info={
-            "corpus": corpus,
-            "train_size": str(len(y_train)),
-            "train_dropped_overlap": str(n_dropped),
-            "valid_size": str(len(y_valid)),
-            "test_size": str(len(y_test)),
-            "vocab_size": str(vectorizer.vocabulary_size()),  # including padding (0) and OOV (1)
-            # identifies the word -> id mapping a trained model depends on
-            "vocab_sha256": hashlib.sha256("\n".join(vectorizer.get_vocabulary()).encode()).hexdigest(),
-            # reviews longer than seq_len words are cut: worth knowing when comparing seq_lens
-            "train_truncated_fraction": f"{np.mean(x_train[:, -1] != 0):.4f}",
-        },
-        vocabulary=tuple(vectorizer.get_vocabulary()),
+        info=_info(corpus, n_dropped, vocabulary, x_train, y_valid, y_test),
+        vocabulary=vocabulary,
     )
+
+
+def _info(
+    corpus: str,
+    n_dropped: int,
+    vocabulary: tuple[str, ...],
+    x_train: np.ndarray,
+    y_valid: np.ndarray,
+    y_test: np.ndarray,
+) -> dict[str, str]:
+    return {
+        "corpus": corpus,
+        "train_size": str(len(x_train)),
+        "train_dropped_overlap": str(n_dropped),
+        "valid_size": str(len(y_valid)),
+        "test_size": str(len(y_test)),
+        "vocab_size": str(len(vocabulary)),  # including padding (0) and OOV (1)
+        # identifies the word -> id mapping a trained model depends on
+        "vocab_sha256": hashlib.sha256("\n".join(vocabulary).encode()).hexdigest(),
+        # reviews longer than seq_len words are cut: worth knowing when comparing seq_lens
+        "train_truncated_fraction": f"{np.mean(x_train[:, -1] != 0):.4f}",
+    }
 
 
 def _check(seq_len: int, vocab_size: int, corpus: str) -> None:
