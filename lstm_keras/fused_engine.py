@@ -12,8 +12,9 @@ arithmetic. `kernels/fused_rnn.cc` runs the whole recurrence in one op per direc
 
 The LSTM kernel takes the variant as attributes (gate modes learned / open / coupled,
 peepholes, candidate and output activation among `KERNEL_ACTIVATIONS`), so it covers every
-`LSTMVariant` but FGR's gate recurrence; the GRU kernel computes Keras's GRU (`variant="keras"`).
-Anything it does not cover (FGR, other GRU variants, other activations, σ replaced, masks,
+`LSTMVariant` but FGR's gate recurrence; the GRU kernel computes every `GRUVariant` (update gate
+keeping, writing or absent; reset gate or none, after or before the product; U_z on h or tanh(h)).
+Anything it does not cover (FGR, other activations, σ replaced, masks,
 dropout in training, a GPU, another dtype) runs on the tf_while engine or on `keras.layers.RNN`.
 
 The kernel is compiled once per machine and TensorFlow version with the system's C++ compiler
@@ -39,7 +40,8 @@ from lstm_keras import kernel_build, tf_while_engine
 from lstm_keras.activation_names import KERNEL_ACTIVATIONS, SIGMOID, TANH, kernel_code
 from lstm_keras.activations import serialize_activation
 from lstm_keras.lstm_cell import LSTMCell
-from lstm_keras.variants import GATE_MODES
+from lstm_keras.variants import DENSE, GATE_MODES, NONE
+from lstm_keras.variants import TANH as TANH_TERM
 
 
 @dataclass(frozen=True)
@@ -147,8 +149,6 @@ def _cell_reason(cell) -> str | None:
             return f"variant={cell.variant.name!r} (gate recurrence)"
         supported = {"candidate_activation": KERNEL_ACTIVATIONS, "output_activation": KERNEL_ACTIVATIONS}
     else:
-        if cell.variant.name != "keras":
-            return f"variant={cell.variant.name!r} (the GRU kernel computes variant='keras')"
         supported = {"candidate_activation": (TANH,)}
     supported["gate_activation"] = (SIGMOID,)
     for argument, choices in supported.items():
@@ -181,6 +181,31 @@ LSTM_ATTRS = (
 )
 
 
+GRU_ATTRS = ("update", "z_operand", "reset", "reset_after")
+GRU_UPDATES = (None, "keeps", "writes")  # the kernel's `enum class Update`
+GRU_Z_OPERANDS = (NONE, DENSE, TANH_TERM)  # `enum class Operand`: what U_z multiplies
+
+
+def gru_attrs(variant) -> dict:
+    """The GRU op's attributes for `variant` (a `GRUVariant`)."""
+    update = None if variant.update_gate is None else "keeps" if variant.update_keeps_state else "writes"
+    z_operand = NONE if variant.update_gate is None else variant.update_gate.recurrent
+    return {
+        "update": GRU_UPDATES.index(update),
+        "z_operand": GRU_Z_OPERANDS.index(z_operand),
+        "reset": variant.reset_gate is not None,
+        "reset_after": variant.reset_after,
+    }
+
+
+def gru_operands(attrs: dict) -> list[str]:
+    """What each block of U multiplies, in U's column order (z, r, h that have a term)."""
+    z = GRU_Z_OPERANDS[attrs["z_operand"]]
+    operands = [] if z == NONE else ["h" if z == DENSE else "tanh"]
+    operands += ["h"] if attrs["reset"] else []
+    return [*operands, "h" if attrs["reset_after"] else "rh"]
+
+
 def _register_gradients(kernel: Kernel) -> None:
     def previous_states(h0, h):
         return tf.concat([h0[:, None], h[:, :-1]], axis=1)  # h_{t-1} for t = 1 … T, batch-major
@@ -208,8 +233,24 @@ def _register_gradients(kernel: Kernel) -> None:
     def _gru_gradient(op, dh, _dact):
         _, u, _, h0 = op.inputs
         h, act = op.outputs
-        dxp, drec, dh0 = kernel.op("GruSequenceGrad")(u, h0, h, act, zeros_if_none(dh, h))
-        return dxp, weight_gradient(h0, h, drec), tf.reduce_sum(drec, axis=[0, 1]), dh0
+        attrs = {k: op.get_attr(k) for k in GRU_ATTRS}
+        dxp, drec, dh0 = kernel.op("GruSequenceGrad")(u, h0, h, act, zeros_if_none(dh, h), **attrs)
+        return dxp, gru_weight_gradient(h0, h, act, drec, attrs), tf.reduce_sum(drec, axis=[0, 1]), dh0
+
+    def gru_weight_gradient(h0, h, act, drec, attrs):
+        """Σ_t operandᵀ ∂L/∂term_t per block of U: h_{t-1} for the terms that share its product,
+        tanh(h_{t-1}) for MUT3's z, r_t ⊙ h_{t-1} for a candidate reset before its product."""
+        operands = gru_operands(attrs)
+        if set(operands) == {"h"}:
+            return weight_gradient(h0, h, drec)
+        units = h.shape[-1] or tf.shape(h)[-1]
+        hp = previous_states(h0, h)
+        left = {"h": hp, "tanh": tf.tanh(hp), "rh": act[..., units : 2 * units] * hp}
+        blocks = tf.split(drec, len(operands), axis=-1)
+        flat = lambda t: tf.reshape(t, [-1, units])  # noqa: E731
+        return tf.concat(
+            [tf.matmul(flat(left[o]), flat(d), transpose_a=True) for o, d in zip(operands, blocks)], axis=1
+        )
 
 
 def run(layer, sequences, initial_state):
@@ -247,9 +288,11 @@ def run(layer, sequences, initial_state):
         final = [h[:, -1], c[:, -1]]
     else:
         _, recurrent_bias = cell._biases(weights["bias"])
-        if recurrent_bias is None:
-            recurrent_bias = tf.zeros([3 * cell.units], xp.dtype)
-        h, _ = k.op("GruSequence")(xp, weights["recurrent_kernel"], recurrent_bias, states[0])
+        if recurrent_bias is None:  # reset before the product, or no bias: no recurrent bias
+            recurrent_bias = tf.zeros([weights["recurrent_kernel"].shape[1]], xp.dtype)
+        h, _ = k.op("GruSequence")(
+            xp, weights["recurrent_kernel"], recurrent_bias, states[0], **gru_attrs(cell.variant)
+        )
         final = [h[:, -1]]
     output = h if layer.return_sequences else final[0]
     if layer.return_sequences:

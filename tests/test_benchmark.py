@@ -34,8 +34,8 @@ def test_benchmark_reports_each_contender_against_its_builtin():
     assert by_layer["LSTM/NFG"]["reference"] == "LSTM/NFG-plain"  # the engine's gain for the variant
     assert by_layer["LSTM/NFG-plain"]["reference"] == "LSTM-plain"  # what the ablation saves
     engines = {name: r["engine"] for name, r in by_layer.items()}
-    assert engines["LSTM"] == engines["GRU"] == engines["LSTM/NFG"] == "fused"  # the default, here
-    assert engines["LSTM-while"] == engines["GRU/cho2014"] == "tf_while"  # no fused cho2014 GRU
+    assert engines["LSTM"] == engines["GRU"] == engines["LSTM/NFG"] == engines["GRU/cho2014"] == "fused"
+    assert engines["LSTM-while"] == engines["GRU-while"] == "tf_while"
     assert engines["LSTM-plain"] == engines["LSTM/NFG-plain"] == "keras" and engines["keras.GRU"] == "builtin"
     assert by_layer["LSTM"]["params"] == by_layer["keras.LSTM"]["params"]
     assert all(r["steps_per_s"] > 0 for r in rows)

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from markdown_it import MarkdownIt  # markdown-it-py, which keras installs (through rich)
 
+from experiments.report import readme_claims
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
@@ -43,7 +45,10 @@ def _anchors(page: Path) -> set[str]:
 def test_the_pages_exist_and_the_readme_is_a_front_door():
     names = {p.name for p in PAGES}
     assert {"README.md", "engines.md", "studies.md", "benchmarks.md"} <= names
-    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 140
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    # The generated claims table grows with the studies run; the prose around it stays short.
+    start, end = text.index(readme_claims.START), text.index(readme_claims.END)
+    assert len((text[:start] + text[end:]).splitlines()) <= 135
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)

@@ -2,7 +2,7 @@
 //
 // Why: on a small CPU, a step of a TF-graph RNN is a handful of tiny ops, each with a fixed
 // scheduling price that dwarfs its arithmetic. These ops run all T steps of an LSTM (any variant
-// but FGR, given as attributes) or of Keras's GRU in one kernel: per step one product h_{t-1} R
+// but FGR, given as attributes) or of a GRU (any variant) in one kernel: per step one product h_{t-1} R
 // and the gate arithmetic, vectorised by Eigen.
 // The input projection W x + b (one large product for every step) and the weight gradients
 // (one large product of all h_{t-1} with all ∂L/∂z_t) stay in TensorFlow, outside the loop.
@@ -327,16 +327,56 @@ class LstmSequenceGradOp : public OpKernel {
 REGISTER_KERNEL_BUILDER(Name("LstmSequence" OP_SUFFIX).Device(DEVICE_CPU), LstmSequenceOp);
 REGISTER_KERNEL_BUILDER(Name("LstmSequenceGrad" OP_SUFFIX).Device(DEVICE_CPU), LstmSequenceGradOp);
 
-// ---------------------------------------------------------------- GRU (Keras: reset after)
-//   z, r = σ(W_z,r x + b_z,r + U_z,r h_{t-1} + rb_z,r)
-//   h̃ = tanh(W_h x + b_h + r ⊙ (U_h h_{t-1} + rb_h));  h = z ⊙ h_{t-1} + (1 − z) ⊙ h̃
+// ---------------------------------------------------------------- GRU (any GRUVariant)
+//   z = σ(x_z + U_z h_{t-1} + rb_z)          (no recurrent term: MUT1; U_z tanh(h_{t-1}): MUT3)
+//   r = σ(x_r + U_r h_{t-1} + rb_r)          (1 if the reset gate is removed)
+//   h̃ = tanh(x_h + r ⊙ (U_h h_{t-1} + rb_h))  reset after (Keras)
+//   h̃ = tanh(x_h + U_h (r ⊙ h_{t-1}))        reset before (Cho et al. 2014, MUT1–3)
+//   h = z ⊙ h_{t-1} + (1 − z) ⊙ h̃  (z keeps) | z ⊙ h̃ + (1 − z) ⊙ h_{t-1} (z writes) | h̃ (no z)
+// x_· is every input term (W x + b, x or tanh(x)), computed outside. The columns of U are the
+// recurrent terms that exist, in the order z, r, h; those whose operand is h_{t-1} itself are
+// contiguous and share one product per step.
+enum class Update { kNone, kKeeps, kWrites, kCount };
+enum class Operand { kNone, kState, kTanhState, kCount };  // what U_z multiplies
+
+struct GruSpec {
+  Update update;
+  Operand z_operand;
+  bool reset, reset_after;
+  int slot_z = -1, slot_r = -1, slot_h = -1, slots = 0;  // column blocks of xp
+  int col_z = -1, col_r = -1, col_h = -1, cols = 0;      // column blocks of U
+  int shared_lo = 0, shared_n = 0;                      // blocks whose operand is h_{t-1}
+
+  Status Parse(OpKernelConstruction* ctx) {
+    TF_RETURN_IF_ERROR(GetCode(ctx, "update", &update));
+    TF_RETURN_IF_ERROR(GetCode(ctx, "z_operand", &z_operand));
+    TF_RETURN_IF_ERROR(ctx->GetAttr("reset", &reset));
+    TF_RETURN_IF_ERROR(ctx->GetAttr("reset_after", &reset_after));
+    if (update == Update::kNone && z_operand != Operand::kNone) {
+      return errors::InvalidArgument("GruSequence: no update gate, yet z_operand ", static_cast<int>(z_operand));
+    }
+    if (update != Update::kNone) slot_z = slots++;
+    if (reset) slot_r = slots++;
+    slot_h = slots++;
+    if (z_operand != Operand::kNone) col_z = cols++;
+    if (reset) col_r = cols++;
+    col_h = cols++;
+    shared_lo = z_operand == Operand::kState ? 0 : col_z + 1;
+    shared_n = cols - shared_lo - (reset_after ? 0 : 1);
+    return OkStatus();
+  }
+};
+
+#define GRU_ATTRS Attr("update: int").Attr("z_operand: int").Attr("reset: bool").Attr("reset_after: bool")
+
 REGISTER_OP("GruSequence" OP_SUFFIX)
-    .Input("xp: float")    // [B, T, 3H]: W x + b_in  (z, r, h)
-    .Input("u: float")     // [H, 3H]
-    .Input("rb: float")    // [3H]: recurrent bias
+    .Input("xp: float")    // [B, T, S·H]: input terms of the S slots (z, r, h that exist)
+    .Input("u: float")     // [H, C·H]: the C recurrent terms' matrices
+    .Input("rb: float")    // [C·H]: recurrent bias (zeros where the variant has none)
     .Input("h0: float")    // [B, H]
     .Output("h: float")    // [B, T, H]
-    .Output("act: float")  // [B, T, 4H]: z, r, h̃, U_h h_{t-1} + rb_h
+    .Output("act: float")  // [B, T, 4H]: z, r (1 without a reset gate), h̃, U_h h_{t-1} + rb_h
+    .GRU_ATTRS
     .SetShapeFn([](shape_inference::InferenceContext* ctx) {
       TF_RETURN_IF_ERROR(SequenceShape(ctx, 3, 0));
       ctx->set_output(1, ctx->UnknownShapeOfRank(3));
@@ -349,9 +389,10 @@ REGISTER_OP("GruSequenceGrad" OP_SUFFIX)
     .Input("h: float")
     .Input("act: float")
     .Input("dh: float")     // [B, T, H]: ∂L/∂h_t from outside the recurrence
-    .Output("dxp: float")   // [B, T, 3H]
-    .Output("drec: float")  // [B, T, 3H]: ∂L/∂(U h_{t-1} + rb)
+    .Output("dxp: float")   // [B, T, S·H]
+    .Output("drec: float")  // [B, T, C·H]: ∂L/∂(each recurrent term, its bias included)
     .Output("dh0: float")
+    .GRU_ATTRS
     .SetShapeFn([](shape_inference::InferenceContext* ctx) {
       ctx->set_output(0, ctx->UnknownShapeOfRank(3));
       ctx->set_output(1, ctx->UnknownShapeOfRank(3));
@@ -361,85 +402,145 @@ REGISTER_OP("GruSequenceGrad" OP_SUFFIX)
 
 class GruSequenceOp : public OpKernel {
  public:
-  explicit GruSequenceOp(OpKernelConstruction* c) : OpKernel(c) {}
+  explicit GruSequenceOp(OpKernelConstruction* c) : OpKernel(c) { OP_REQUIRES_OK(c, spec_.Parse(c)); }
   void Compute(OpKernelContext* ctx) override {
     const Tensor& xp = ctx->input(0); const Tensor& u = ctx->input(1);
     const Tensor& rb = ctx->input(2); const Tensor& h0 = ctx->input(3);
+    const GruSpec& s = spec_;
     OP_REQUIRES(ctx, xp.dims() == 3 && u.dims() == 2 && h0.dims() == 2,
                 errors::InvalidArgument("GruSequence: xp must be rank 3, u and h0 rank 2"));
-    const int64_t B = xp.dim_size(0), T = xp.dim_size(1), G = xp.dim_size(2), H = G / 3;
-    OP_REQUIRES(ctx, G % 3 == 0 && u.dim_size(0) == H && u.dim_size(1) == G && rb.NumElements() == G &&
-                         h0.dim_size(0) == B && h0.dim_size(1) == H,
-                errors::InvalidArgument("GruSequence: xp [B, T, 3H], u [H, 3H], rb [3H], h0 [B, H]; got ",
-                                        xp.shape().DebugString(), ", ", u.shape().DebugString(), ", ",
-                                        rb.shape().DebugString(), ", ", h0.shape().DebugString()));
+    const int64_t B = xp.dim_size(0), T = xp.dim_size(1), H = h0.dim_size(1);
+    OP_REQUIRES(ctx, xp.dim_size(2) == s.slots * H && u.dim_size(0) == H && u.dim_size(1) == s.cols * H &&
+                         rb.NumElements() == s.cols * H && h0.dim_size(0) == B,
+                errors::InvalidArgument("GruSequence: xp [B, T, ", s.slots, "H], u [H, ", s.cols, "H], rb [",
+                                        s.cols, "H], h0 [B, H]; got ", xp.shape().DebugString(), ", ",
+                                        u.shape().DebugString(), ", ", rb.shape().DebugString(), ", ",
+                                        h0.shape().DebugString()));
     Tensor *h, *act;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, H}), &h));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, T, 4 * H}), &act));
+    const int64_t S = s.slots * H, C = s.cols * H;
     const float* X = xp.flat<float>().data(); const float* H0 = h0.flat<float>().data();
     float* Hs = h->flat<float>().data(); float* A = act->flat<float>().data();
-    CMapM U(u.flat<float>().data(), H, G, Eigen::OuterStride<>(G));
-    Eigen::Map<const Eigen::Array<float, 1, Eigen::Dynamic>> rbv(rb.flat<float>().data(), G);
-    ForBatchChunks(ctx, B, T * H * G * 4, [&](int64_t b0, int64_t b1) {
+    CMapM U(u.flat<float>().data(), H, C, Eigen::OuterStride<>(C));
+    Eigen::Map<const Eigen::Array<float, 1, Eigen::Dynamic>> rbv(rb.flat<float>().data(), C);
+    ForBatchChunks(ctx, B, T * H * C * 4, [&](int64_t b0, int64_t b1) {
       const int64_t nb = b1 - b0;
-      Mat rec(nb, G);
+      Mat rec(nb, C), operand(nb, H);
       for (int64_t t = 0; t < T; ++t) {
         CMapM Hp = Previous(Hs, H0, T, H, t, b0, nb);
-        CMapM Xt = Step(X, T, G, t, b0, nb);
+        CMapM Xt = Step(X, T, S, t, b0, nb);
         MapM At = Step(A, T, 4 * H, t, b0, nb);
-        rec.noalias() = Hp * U;
-        rec.array().rowwise() += rbv;
+        if (s.shared_n) rec.middleCols(s.shared_lo * H, s.shared_n * H).noalias() =
+            Hp * U.middleCols(s.shared_lo * H, s.shared_n * H);
+        if (s.z_operand == Operand::kTanhState) {
+          operand.array() = Hp.array().tanh();
+          rec.middleCols(s.col_z * H, H).noalias() = operand * U.middleCols(s.col_z * H, H);
+        }
+        rec.array().rowwise() += rbv;  // (reset before: the h term is overwritten below)
+        auto x = [&](int slot) { return Xt.middleCols(slot * H, H).array(); };
+        auto term = [&](int col) { return rec.middleCols(col * H, H).array(); };
         auto Z = At.middleCols(0, H).array(); auto R = At.middleCols(H, H).array();
         auto Hc = At.middleCols(2 * H, H).array(); auto Rh = At.middleCols(3 * H, H).array();
-        Z = (Xt.middleCols(0, H).array() + rec.middleCols(0, H).array()).logistic();  // z
-        R = (Xt.middleCols(H, H).array() + rec.middleCols(H, H).array()).logistic();  // r
-        Rh = rec.middleCols(2 * H, H).array();
-        Hc = (Xt.middleCols(2 * H, H).array() + R * Rh).tanh();                       // h̃
-        Step(Hs, T, H, t, b0, nb).array() = Z * Hp.array() + (1.f - Z) * Hc;          // h
+        if (s.reset) R = (x(s.slot_r) + term(s.col_r)).logistic();
+        else R.setOnes();
+        if (s.reset_after) {
+          Rh = term(s.col_h);
+          Hc = (x(s.slot_h) + R * Rh).tanh();  // h̃, reset after the product
+        } else {
+          operand.array() = R * Hp.array();
+          rec.middleCols(s.col_h * H, H).noalias() = operand * U.middleCols(s.col_h * H, H);
+          term(s.col_h).rowwise() += rbv.segment(s.col_h * H, H);
+          Hc = (x(s.slot_h) + term(s.col_h)).tanh();  // h̃, reset before the product
+        }
+        if (s.update != Update::kNone) {
+          if (s.z_operand == Operand::kNone) Z = x(s.slot_z).logistic();
+          else Z = (x(s.slot_z) + term(s.col_z)).logistic();
+        } else {
+          Z.setZero();  // no update gate: act's z block is never read
+        }
+        auto Ht = Step(Hs, T, H, t, b0, nb).array();
+        switch (s.update) {
+          case Update::kKeeps: Ht = Z * Hp.array() + (1.f - Z) * Hc; break;   // z keeps h_{t-1}
+          case Update::kWrites: Ht = Z * Hc + (1.f - Z) * Hp.array(); break;  // z writes h̃
+          default: Ht = Hc; break;                                            // no update gate
+        }
       }
     });
   }
+
+ private:
+  GruSpec spec_;
 };
 
 class GruSequenceGradOp : public OpKernel {
  public:
-  explicit GruSequenceGradOp(OpKernelConstruction* c) : OpKernel(c) {}
+  explicit GruSequenceGradOp(OpKernelConstruction* c) : OpKernel(c) { OP_REQUIRES_OK(c, spec_.Parse(c)); }
   void Compute(OpKernelContext* ctx) override {
     const Tensor& u = ctx->input(0); const Tensor& h0 = ctx->input(1);
     const Tensor& h = ctx->input(2); const Tensor& act = ctx->input(3); const Tensor& dh = ctx->input(4);
-    const int64_t B = h.dim_size(0), T = h.dim_size(1), H = h.dim_size(2), G = 3 * H;
+    const GruSpec& s = spec_;
+    const int64_t B = h.dim_size(0), T = h.dim_size(1), H = h.dim_size(2), S = s.slots * H, C = s.cols * H;
     Tensor *dxp, *drec, *dh0;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, G}), &dxp));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, T, G}), &drec));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, S}), &dxp));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, T, C}), &drec));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, h0.shape(), &dh0));
     const float* H0 = h0.flat<float>().data(); const float* Hs = h.flat<float>().data();
     const float* A = act.flat<float>().data(); const float* DH = dh.flat<float>().data();
     float* DX = dxp->flat<float>().data(); float* DR = drec->flat<float>().data();
-    CMapM U(u.flat<float>().data(), H, G, Eigen::OuterStride<>(G));
-    ForBatchChunks(ctx, B, T * H * G * 4, [&](int64_t b0, int64_t b1) {
+    CMapM U(u.flat<float>().data(), H, C, Eigen::OuterStride<>(C));
+    ForBatchChunks(ctx, B, T * H * C * 4, [&](int64_t b0, int64_t b1) {
       const int64_t nb = b1 - b0;
       Mat dh_next = Mat::Zero(nb, H);  // ∂L/∂h_t through step t+1
-      Arr dhv(nb, H), dhc(nb, H);
+      Mat back(nb, H);                 // a recurrent term's ∂ carried back through its U
+      Arr dhv(nb, H), dhc(nb, H), dz(nb, H), dr(nb, H);
       for (int64_t t = T - 1; t >= 0; --t) {
         CMapM Hp = Previous(Hs, H0, T, H, t, b0, nb);
         CMapM At = Step(A, T, 4 * H, t, b0, nb);
-        MapM Dx = Step(DX, T, G, t, b0, nb);
-        MapM Dr = Step(DR, T, G, t, b0, nb);
+        MapM Dx = Step(DX, T, S, t, b0, nb);
+        MapM Dr = Step(DR, T, C, t, b0, nb);
+        auto dx = [&](int slot) { return Dx.middleCols(slot * H, H).array(); };
+        auto drt = [&](int col) { return Dr.middleCols(col * H, H).array(); };
         auto Z = At.middleCols(0, H).array(); auto R = At.middleCols(H, H).array();
         auto Hc = At.middleCols(2 * H, H).array(); auto Rh = At.middleCols(3 * H, H).array();
         dhv = Step(DH, T, H, t, b0, nb).array() + dh_next.array();
-        dhc = dhv * (1.f - Z) * (1.f - Hc * Hc);  // ∂L/∂(pre-activation of h̃)
-        Dx.middleCols(0, H).array() = dhv * (Hp.array() - Hc) * Z * (1.f - Z);
-        Dx.middleCols(H, H).array() = dhc * Rh * R * (1.f - R);
-        Dx.middleCols(2 * H, H).array() = dhc;
-        Dr.middleCols(0, 2 * H) = Dx.middleCols(0, 2 * H);
-        Dr.middleCols(2 * H, H).array() = dhc * R;
-        dh_next.array() = dhv * Z;
-        dh_next.noalias() += Dr * U.transpose();
+        switch (s.update) {  // h's dependence on z, h̃ and h_{t-1} directly
+          case Update::kKeeps: dz = dhv * (Hp.array() - Hc); dhc = dhv * (1.f - Z); dh_next.array() = dhv * Z; break;
+          case Update::kWrites: dz = dhv * (Hc - Hp.array()); dhc = dhv * Z; dh_next.array() = dhv * (1.f - Z); break;
+          default: dhc = dhv; dh_next.setZero(); break;
+        }
+        dhc *= 1.f - Hc * Hc;  // ∂L/∂(pre-activation of h̃)
+        dx(s.slot_h) = dhc;
+        if (s.reset_after) {
+          drt(s.col_h) = dhc * R;
+          dr = dhc * Rh;
+        } else {  // the term U_h (r ⊙ h_{t-1})
+          drt(s.col_h) = dhc;
+          back.noalias() = Dr.middleCols(s.col_h * H, H) * U.middleCols(s.col_h * H, H).transpose();
+          dr = back.array() * Hp.array();
+          dh_next.array() += back.array() * R;
+        }
+        if (s.reset) {
+          dx(s.slot_r) = dr * R * (1.f - R);
+          drt(s.col_r) = dx(s.slot_r);
+        }
+        if (s.update != Update::kNone) {
+          dx(s.slot_z) = dz * Z * (1.f - Z);
+          if (s.z_operand != Operand::kNone) drt(s.col_z) = dx(s.slot_z);
+          if (s.z_operand == Operand::kTanhState) {  // the term U_z tanh(h_{t-1})
+            back.noalias() = Dr.middleCols(s.col_z * H, H) * U.middleCols(s.col_z * H, H).transpose();
+            dh_next.array() += back.array() * (1.f - Hp.array().tanh().square());
+          }
+        }
+        if (s.shared_n) dh_next.noalias() += Dr.middleCols(s.shared_lo * H, s.shared_n * H) *
+                                             U.middleCols(s.shared_lo * H, s.shared_n * H).transpose();
       }
       MapM(dh0->flat<float>().data() + b0 * H, nb, H, Eigen::OuterStride<>(H)) = dh_next;
     });
   }
+
+ private:
+  GruSpec spec_;
 };
 
 REGISTER_KERNEL_BUILDER(Name("GruSequence" OP_SUFFIX).Device(DEVICE_CPU), GruSequenceOp);
