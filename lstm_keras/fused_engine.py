@@ -14,8 +14,8 @@ The LSTM kernel takes the variant as attributes (gate modes learned / open / cou
 peepholes, candidate and output activation among `KERNEL_ACTIVATIONS`), so it covers every
 `LSTMVariant` but FGR's gate recurrence; the GRU kernel computes every `GRUVariant` (update gate
 keeping, writing or absent; reset gate or none, after or before the product; U_z on h or tanh(h)).
-Anything it does not cover (FGR, other activations, σ replaced, masks,
-dropout in training, a GPU, another dtype) runs on the tf_while engine or on `keras.layers.RNN`.
+Anything it does not cover (FGR, other activations, σ replaced, masks, dropout in training, a
+GPU, another dtype) runs on the tf_while engine or on `keras.layers.RNN`.
 
 The kernel is compiled once per machine and TensorFlow version with the system's C++ compiler
 (`python -m lstm_keras.fused_engine build`, which `make setup` runs; else on first use), down a
@@ -28,6 +28,7 @@ This module is only imported on the TensorFlow backend.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sys
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -246,10 +247,15 @@ def _register_gradients(kernel: Kernel) -> None:
         units = h.shape[-1] or tf.shape(h)[-1]
         hp = previous_states(h0, h)
         left = {"h": hp, "tanh": tf.tanh(hp), "rh": act[..., units : 2 * units] * hp}
-        blocks = tf.split(drec, len(operands), axis=-1)
-        flat = lambda t: tf.reshape(t, [-1, units])  # noqa: E731
+        # Neighbouring blocks with the same operand (the terms on h_{t-1}) share one product.
+        runs = [(o, len(list(g))) for o, g in itertools.groupby(operands)]
+        blocks = tf.split(drec, [n * units for _, n in runs], axis=-1)
         return tf.concat(
-            [tf.matmul(flat(left[o]), flat(d), transpose_a=True) for o, d in zip(operands, blocks)], axis=1
+            [
+                tf.matmul(tf.reshape(left[o], [-1, units]), tf.reshape(d, [-1, n * units]), transpose_a=True)
+                for (o, n), d in zip(runs, blocks)
+            ],
+            axis=1,
         )
 
 

@@ -5,10 +5,9 @@ W x + b out of the time loop made training *slower* (0.65x the built-in, against
 plain per-step cell), because the loop then carries a (T, B, 4·units) tensor and its gradient
 instead of (T, B, features). So the layers run the cell step by step, as Keras does; on the
 TensorFlow backend, in their own `tf.while_loop` (the tf_while engine, lstm_keras/tf_while_engine.py)
-wherever it applies, and, for every LSTM variant but FGR and every GRU variant, in one C++ op for the whole
-sequence
-(lstm_keras/fused_engine.py), where the input projection is hoisted for free because nothing is
-carried through a TF loop.
+wherever it applies, and, for every LSTM variant but FGR and every GRU variant, in one C++ op for
+the whole sequence (lstm_keras/fused_engine.py), where the input projection is hoisted for free
+because nothing is carried through a TF loop.
 """
 
 from __future__ import annotations

@@ -30,10 +30,10 @@ def _kernel():
         pytest.fail(fused_engine.unavailable_reason())
 
 
-def _layers(cls, rng, engines=("keras", "fused"), **options):
+def _layers(cls, rng, engines=("keras", "fused"), features=F, **options):
     layers = [cls(U, engine=e, **options) for e in engines]
     for layer in layers:
-        layer.build((B, T, F))
+        layer.build((B, T, features))
     # Random non-zero weights everywhere, biases included, so every term counts.
     weights = [rng.normal(0, 0.5, w.shape).astype("float32") for w in layers[0].get_weights()]
     for layer in layers:

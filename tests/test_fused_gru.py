@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import tensorflow as tf
-from test_fused_engine import _assert_same, _kernel, _lstm_kwargs, _outputs_and_grads  # noqa: F401
+from test_fused_engine import _assert_same, _kernel, _layers, _lstm_kwargs, _outputs_and_grads  # noqa: F401
 
 import lstm_keras as lk
 
@@ -27,13 +27,8 @@ def _gru_layers(variant: str, rng, **options) -> list:
     """Our GRU `variant` on keras.layers.RNN, the tf_while engine and the fused engine, one set of
     random weights; MUT1 and MUT2 add x elementwise, so their input is `units` wide."""
     features = U if lk.GRU_VARIANTS[variant].adds_input_elementwise else F
-    layers = [lk.GRU(U, variant=variant, engine=e, **options) for e in ("keras", "tf_while", "fused")]
-    for layer in layers:
-        layer.build((B, T, features))
-    weights = [rng.normal(0, 0.5, w.shape).astype("float32") for w in layers[0].get_weights()]
-    for layer in layers:
-        layer.set_weights(weights)
-    return layers
+    engines = ("keras", "tf_while", "fused")
+    return _layers(lk.GRU, rng, engines=engines, features=features, variant=variant, **options)
 
 
 @pytest.mark.parametrize("options", GRU_OPTIONS, ids=["sequences+state", "backwards-no-bias", "chrono"])
@@ -77,9 +72,10 @@ for variant in lk.GRU_VARIANTS:
         layer.set_weights(weights)
         with tf.GradientTape() as tape:
             tape.watch(x)
-            loss = tf.reduce_sum(tf.sin(3.0 * layer(x)))
+            out = layer(x)
+            loss = tf.reduce_sum(tf.sin(3.0 * out))
         grads = tape.gradient(loss, [x, *layer.trainable_weights])
-        results.append([layer(x).numpy()] + [g.numpy() for g in grads])
+        results.append([out.numpy()] + [g.numpy() for g in grads])
     found[variant] = {
         "engine": layers[1].engine_used(),
         "error": max(float(np.abs(a - b).max() / max(1.0, np.abs(a).max())) for a, b in zip(*results)),
