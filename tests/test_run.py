@@ -290,19 +290,27 @@ def test_char_lm_and_sentiment_train_on_the_real_corpora(tracking, shared_corpor
 
 
 @pytest.mark.slow  # a training, a compiler or a fresh TensorFlow in a subprocess
-def test_simple_rnn_and_an_input_width_gru_variant_run_with_gradient_flow(tracking, capsys):
+def test_simple_rnn_an_input_width_gru_variant_and_fgr_run_with_gradient_flow(tracking, capsys):
     assert run.main([*TINY, "--task", "adding", "--cell", "rnn"]) == 0
     assert "fell back" not in capsys.readouterr().out  # SimpleRNN has no engine choice
     assert run.main([*TINY, "--task", "adding", "--cell", "gru", "--variant", "MUT2"]) == 0
-    reason = "variant='MUT2' (the GRU kernel computes variant='keras')"
+    assert "fell back" not in capsys.readouterr().out  # every GRU variant is on the fused kernel
+    # FGR's gate recurrence is the one variant the kernel lacks: the run says so once, with why.
+    assert run.main([*TINY, "--task", "adding", "--cell", "lstm", "--variant", "FGR"]) == 0
+    reason = "variant='FGR' (gate recurrence)"
     lines = [ln for ln in capsys.readouterr().out.splitlines() if "fell back" in ln]
     assert lines == [f"engine: tf_while (engine=auto fell back: {reason})"]  # once, with the reason
-    gru, rnn = (r for _, r in _runs().iterrows())
+    runs = {r["tags.variant"] if r["params.cell"] != "rnn" else "rnn": r for _, r in _runs().iterrows()}
+    rnn, gru, fgr = runs["rnn"], runs["MUT2"], runs["FGR"]
     assert np.isfinite(rnn["metrics.grad_flow_ratio_init"]) and rnn["metrics.grad_flow_ratio_init"] > 0
     assert not any(c.startswith("metrics.gate_") and not np.isnan(rnn[c]) for c in rnn.index)
     assert "metrics.gate_r_mean" in gru and gru["tags.variant"] == "MUT2"
-    assert (rnn["tags.engine_used"], gru["tags.engine_used"]) == ("keras", "tf_while")
-    assert gru["tags.engine_fallback_reason"] == reason
+    assert (rnn["tags.engine_used"], gru["tags.engine_used"], fgr["tags.engine_used"]) == (
+        "keras",
+        "fused",
+        "tf_while",
+    )
+    assert fgr["tags.engine_fallback_reason"] == reason
 
 
 @pytest.mark.slow  # a training, a compiler or a fresh TensorFlow in a subprocess
