@@ -11,10 +11,10 @@ arithmetic. `kernels/fused_rnn.cc` runs the whole recurrence in one op per direc
               ∂R = Σ_t h_{t-1}ᵀ ∂L/∂z_t              one large product, TensorFlow
 
 The LSTM kernel takes the variant as attributes (gate modes learned / open / coupled,
-peepholes, candidate and output activation among `KERNEL_ACTIVATIONS`), so it covers every
-`LSTMVariant` but FGR's gate recurrence; the GRU kernel computes every `GRUVariant` (update gate
+peepholes, candidate and output activation among `KERNEL_ACTIVATIONS`) and FGR's gate-to-gate
+matrix as an input, so it covers every `LSTMVariant`; the GRU kernel computes every `GRUVariant` (update gate
 keeping, writing or absent; reset gate or none, after or before the product; U_z on h or tanh(h)).
-Anything it does not cover (FGR, other activations, σ replaced, masks, dropout in training, a
+Anything it does not cover (other activations, σ replaced, masks, dropout in training, a
 GPU, another dtype) runs on the tf_while engine or on `keras.layers.RNN`.
 
 The kernel is compiled once per machine and TensorFlow version with the system's C++ compiler
@@ -41,7 +41,7 @@ from lstm_keras import kernel_build, tf_while_engine
 from lstm_keras.activation_names import KERNEL_ACTIVATIONS, SIGMOID, TANH, kernel_code
 from lstm_keras.activations import serialize_activation
 from lstm_keras.lstm_cell import LSTMCell
-from lstm_keras.variants import DENSE, GATE_MODES, NONE
+from lstm_keras.variants import DENSE, GATE_MODES, LEARNED, NONE
 from lstm_keras.variants import TANH as TANH_TERM
 
 
@@ -146,8 +146,6 @@ def _activation_name(fn) -> str | None:
 def _cell_reason(cell) -> str | None:
     """What of the cell's own configuration the kernel does not compute (None: it all is)."""
     if isinstance(cell, LSTMCell):
-        if cell.variant.gate_recurrence:
-            return f"variant={cell.variant.name!r} (gate recurrence)"
         supported = {"candidate_activation": KERNEL_ACTIVATIONS, "output_activation": KERNEL_ACTIVATIONS}
     else:
         supported = {"candidate_activation": (TANH,)}
@@ -180,6 +178,19 @@ LSTM_ATTRS = (
     "candidate_activation",
     "output_activation",
 )
+
+
+def lstm_gate_columns(attrs: dict, units: int) -> tuple[list[int], list[int]]:
+    """FGR's state a (the learned gates, in the order i, f, o): its columns in the op's `act`
+    (blocks i, f, g, o) and in ∂L/∂z (the learned slots of i, f, c, o)."""
+    learned = [attrs[f"{g}_gate"] == GATE_MODES.index(LEARNED) for g in ("input", "forget", "output")]
+    slots = [s for s, own in zip("ifco", [learned[0], learned[1], True, learned[2]]) if own]
+    act_cols, z_cols = [], []
+    for gate, block, own in zip("ifo", (0, 1, 3), learned):
+        if own:
+            act_cols += range(block * units, (block + 1) * units)
+            z_cols += range(slots.index(gate) * units, (slots.index(gate) + 1) * units)
+    return act_cols, z_cols
 
 
 GRU_ATTRS = ("update", "z_operand", "reset", "reset_after")
@@ -221,14 +232,21 @@ def _register_gradients(kernel: Kernel) -> None:
         return tf.zeros_like(like) if grad is None else grad
 
     @tf.RegisterGradient("LstmSequence" + kernel.suffix)
-    def _lstm_gradient(op, dh, dc, _dact):
-        _, r, p, h0, c0 = op.inputs
+    def _lstm_gradient(op, dh, dc, dact):
+        _, r, p, h0, c0, q, a0 = op.inputs
         h, c, act = op.outputs
         attrs = {k: op.get_attr(k) for k in LSTM_ATTRS}
-        dz, dh0, dc0, dp = kernel.op("LstmSequenceGrad")(
-            r, p, c0, c, act, zeros_if_none(dh, h), zeros_if_none(dc, c), **attrs
+        act_cols, z_cols = lstm_gate_columns(attrs, h.shape[-1])
+        fgr = q.shape[0] != 0
+        # FGR's final gates are read from act's last step (run): their gradient enters there.
+        da = tf.gather(dact[:, -1], act_cols, axis=-1) if fgr and dact is not None else tf.zeros_like(a0)
+        dz, dh0, dc0, dp, da0 = kernel.op("LstmSequenceGrad")(
+            r, p, c0, c, act, zeros_if_none(dh, h), zeros_if_none(dc, c), q, da, **attrs
         )  # dp: i and f saw c_{t-1}, o saw c_t; zeros for a gate without a peephole
-        return dz, weight_gradient(h0, h, dz), dp, dh0, dc0
+        dq = tf.zeros_like(q)
+        if fgr:  # Σ_t a_{t-1}ᵀ ∂L/∂z_t over the gates' columns
+            dq = weight_gradient(a0, tf.gather(act, act_cols, axis=-1), tf.gather(dz, z_cols, axis=-1))
+        return dz, weight_gradient(h0, h, dz), dp, dh0, dc0, dq, da0
 
     @tf.RegisterGradient("GruSequence" + kernel.suffix)
     def _gru_gradient(op, dh, _dact):
@@ -278,20 +296,22 @@ def run(layer, sequences, initial_state):
         v = cell.variant
         zeros = tf.zeros([cell.units], xp.dtype)
         peepholes = tf.stack([weights["peephole"].get(g, zeros) for g in "ifo"])
-        h, c, _ = k.op("LstmSequence")(
-            xp,
-            weights["recurrent_kernel"],
-            peepholes,
-            states[0],
-            states[1],
-            input_gate=GATE_MODES.index(v.input_gate),
-            forget_gate=GATE_MODES.index(v.forget_gate),
-            output_gate=GATE_MODES.index(v.output_gate),
-            peepholes=bool(v.peephole_gates),
-            candidate_activation=kernel_code(serialize_activation(cell.candidate_activation)),
-            output_activation=kernel_code(serialize_activation(cell.output_activation)),
+        attrs = {
+            "input_gate": GATE_MODES.index(v.input_gate),
+            "forget_gate": GATE_MODES.index(v.forget_gate),
+            "output_gate": GATE_MODES.index(v.output_gate),
+            "peepholes": bool(v.peephole_gates),
+            "candidate_activation": kernel_code(serialize_activation(cell.candidate_activation)),
+            "output_activation": kernel_code(serialize_activation(cell.output_activation)),
+        }
+        q = weights["gate_recurrent_kernel"]
+        q, a0 = (tf.zeros([0, 0], xp.dtype), tf.zeros([batch, 0], xp.dtype)) if q is None else (q, states[2])
+        h, c, act = k.op("LstmSequence")(
+            xp, weights["recurrent_kernel"], peepholes, states[0], states[1], q, a0, **attrs
         )
         final = [h[:, -1], c[:, -1]]
+        if v.gate_recurrence:  # FGR's third state: the learned gates of the last step
+            final.append(tf.gather(act[:, -1], lstm_gate_columns(attrs, cell.units)[0], axis=-1))
     else:
         _, recurrent_bias = cell._biases(weights["bias"])
         if recurrent_bias is None:  # reset before the product, or no bias: no recurrent bias

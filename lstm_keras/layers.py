@@ -5,7 +5,7 @@ W x + b out of the time loop made training *slower* (0.65x the built-in, against
 plain per-step cell), because the loop then carries a (T, B, 4·units) tensor and its gradient
 instead of (T, B, features). So the layers run the cell step by step, as Keras does; on the
 TensorFlow backend, in their own `tf.while_loop` (the tf_while engine, lstm_keras/tf_while_engine.py)
-wherever it applies, and, for every LSTM variant but FGR and every GRU variant, in one C++ op for
+wherever it applies, and, for every LSTM variant (FGR included) and every GRU variant, in one C++ op for
 the whole sequence (lstm_keras/fused_engine.py), where the input projection is hoisted for free
 because nothing is carried through a TF loop.
 """
@@ -156,7 +156,7 @@ class LSTM(_GatedRNN):
         activity_regularizer: as in `keras.layers.RNN`.
         use_cudnn: `"auto"` or `False`, accepted for compatibility with `keras.layers.LSTM`.
         engine: `"auto"` (default) and `"fused"`: on the TensorFlow backend and a CPU, the fused
-            C++ kernel (every variant but FGR, σ gates, φ/ψ among tanh, linear, relu, sigmoid
+            C++ kernel (every variant, σ gates, φ/ψ among tanh, linear, relu, sigmoid
             and the 1997 sigmoids; no mask, not stateful, no unroll, no dropout in training,
             float32); else the tf_while engine (one `tf.while_loop`) where it applies (any variant, same
             conditions); else `keras.layers.RNN`.

@@ -81,7 +81,7 @@ def test_outputs_and_gradients_equal_the_keras_rnn_path(cls, options, rng):
     _assert_same(_outputs_and_grads(plain, x), _outputs_and_grads(fused, x))
 
 
-FUSED_LSTM_VARIANTS = [v for v in lk.LSTM_VARIANTS if not lk.LSTM_VARIANTS[v].gate_recurrence]
+FUSED_LSTM_VARIANTS = list(lk.LSTM_VARIANTS)
 
 
 def _lstm_kwargs(variant: str) -> dict:
@@ -90,9 +90,9 @@ def _lstm_kwargs(variant: str) -> dict:
 
 
 @pytest.mark.parametrize("variant", FUSED_LSTM_VARIANTS)
-def test_every_lstm_variant_but_fgr_equals_the_keras_rnn_path(variant, rng):
-    """Gate modes (open, coupled), peepholes (non-zero here) and the 1997 activations."""
-    assert variant != "FGR"
+def test_every_lstm_variant_equals_the_keras_rnn_path(variant, rng):
+    """Gate modes (open, coupled), peepholes (non-zero here), the 1997 activations and FGR's
+    gate-to-gate matrix (non-zero here, its final gates returned as the third state)."""
     for options in ({"return_sequences": True, "return_state": True}, {"go_backwards": True}):
         plain, fused = _layers(lk.LSTM, rng, **_lstm_kwargs(variant), **options)
         assert fused.engine_used() == "fused"
@@ -120,7 +120,9 @@ def test_an_unknown_activation_code_is_refused_by_the_kernel():
     xp, r, p, h0 = tf.zeros([1, 2, 4 * U]), tf.zeros([U, 4 * U]), tf.zeros([3, U]), tf.zeros([1, U])
     codes = dict(input_gate=0, forget_gate=0, output_gate=0, peepholes=False, output_activation=0)
     with pytest.raises(tf.errors.InvalidArgumentError, match="candidate_activation: unknown code 99"):
-        k.op("LstmSequence")(xp, r, p, h0, h0, candidate_activation=99, **codes)
+        k.op("LstmSequence")(
+            xp, r, p, h0, h0, tf.zeros([0, 0]), tf.zeros([1, 0]), candidate_activation=99, **codes
+        )
 
 
 @pytest.mark.parametrize(("candidate", "output"), SWAPPED)
@@ -178,7 +180,6 @@ def _square(x):
     ("options", "call", "reason", "engine"),
     [
         ({"engine": "tf_while"}, {}, "engine='tf_while'", "tf_while"),
-        ({"variant": "FGR"}, {}, "variant='FGR' (gate recurrence)", "tf_while"),
         (
             {"gate_activation": "hard_sigmoid"},
             {},

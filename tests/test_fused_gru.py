@@ -47,10 +47,10 @@ def test_every_gru_variant_equals_the_keras_rnn_path_and_the_tf_while_engine(var
     _assert_same(reference, _outputs_and_grads(fused, x, state))
 
 
-def test_no_variant_but_fgr_leaves_the_fused_kernel():
+def test_no_variant_leaves_the_fused_kernel():
     lstm = {v: lk.LSTM(U, **_lstm_kwargs(v)).engine_used() for v in lk.LSTM_VARIANTS}
     gru = {v: lk.GRU(U, variant=v).engine_used() for v in lk.GRU_VARIANTS}
-    assert {v for v, e in {**lstm, **gru}.items() if e != "fused"} == {"FGR"}
+    assert {v for v, e in {**lstm, **gru}.items() if e != "fused"} == set()
 
 
 _CHUNKED_GRUS = """

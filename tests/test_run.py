@@ -295,22 +295,23 @@ def test_simple_rnn_an_input_width_gru_variant_and_fgr_run_with_gradient_flow(tr
     assert "fell back" not in capsys.readouterr().out  # SimpleRNN has no engine choice
     assert run.main([*TINY, "--task", "adding", "--cell", "gru", "--variant", "MUT2"]) == 0
     assert "fell back" not in capsys.readouterr().out  # every GRU variant is on the fused kernel
-    # FGR's gate recurrence is the one variant the kernel lacks: the run says so once, with why.
     assert run.main([*TINY, "--task", "adding", "--cell", "lstm", "--variant", "FGR"]) == 0
-    reason = "variant='FGR' (gate recurrence)"
+    assert "fell back" not in capsys.readouterr().out  # FGR's gate recurrence too
+    # The GRU kernel's candidate is tanh: a ReLU candidate leaves it, and the run says so once, with why.
+    args = ["--task", "adding", "--cell", "gru", "--variant", "NRG", "--candidate_activation", "relu"]
+    assert run.main([*TINY, *args]) == 0
+    reason = "candidate_activation='relu' (the kernel has tanh)"
     lines = [ln for ln in capsys.readouterr().out.splitlines() if "fell back" in ln]
     assert lines == [f"engine: tf_while (engine=auto fell back: {reason})"]  # once, with the reason
     runs = {r["tags.variant"] if r["params.cell"] != "rnn" else "rnn": r for _, r in _runs().iterrows()}
-    rnn, gru, fgr = runs["rnn"], runs["MUT2"], runs["FGR"]
+    rnn, gru, fgr, relu = runs["rnn"], runs["MUT2"], runs["FGR"], runs["NRG"]
     assert np.isfinite(rnn["metrics.grad_flow_ratio_init"]) and rnn["metrics.grad_flow_ratio_init"] > 0
     assert not any(c.startswith("metrics.gate_") and not np.isnan(rnn[c]) for c in rnn.index)
     assert "metrics.gate_r_mean" in gru and gru["tags.variant"] == "MUT2"
-    assert (rnn["tags.engine_used"], gru["tags.engine_used"], fgr["tags.engine_used"]) == (
-        "keras",
-        "fused",
-        "tf_while",
-    )
-    assert fgr["tags.engine_fallback_reason"] == reason
+    engines = [r["tags.engine_used"] for r in (rnn, gru, fgr, relu)]
+    assert engines == ["keras", "fused", "fused", "tf_while"]
+    assert np.isfinite(fgr["metrics.grad_flow_ratio_init"])
+    assert relu["tags.engine_fallback_reason"] == reason
 
 
 @pytest.mark.slow  # a training, a compiler or a fresh TensorFlow in a subprocess

@@ -2,7 +2,7 @@
 //
 // Why: on a small CPU, a step of a TF-graph RNN is a handful of tiny ops, each with a fixed
 // scheduling price that dwarfs its arithmetic. These ops run all T steps of an LSTM (any variant
-// but FGR, given as attributes) or of a GRU (any variant) in one kernel: per step one product h_{t-1} R
+// given as attributes, FGR's gate recurrence included) or of a GRU (any variant) in one kernel: per step one product h_{t-1} R
 // and the gate arithmetic, vectorised by Eigen.
 // The input projection W x + b (one large product for every step) and the weight gradients
 // (one large product of all h_{t-1} with all ∂L/∂z_t) stay in TensorFlow, outside the loop.
@@ -64,8 +64,9 @@ static Status SequenceShape(shape_inference::InferenceContext* ctx, int state_in
   return OkStatus();
 }
 
-// ---------------------------------------------------------------- LSTM (any LSTMVariant but FGR)
+// ---------------------------------------------------------------- LSTM (any LSTMVariant)
 //   z = W x + b + R h_{t-1}                    (slots i, f, c, o: only the learned gates own one)
+//   z_gates += a_{t-1} Q                       (FGR: a = the learned gates of t−1, in order i, f, o)
 //   i = σ(z_i + p_i ⊙ c_{t-1})                 (1 if the input gate is removed)
 //   f = σ(z_f + p_f ⊙ c_{t-1})                 (1 if removed, 1 − i if coupled)
 //   g = φ(z_c);  c = f ⊙ c_{t-1} + i ⊙ g
@@ -120,6 +121,8 @@ struct LstmSpec {
   bool peepholes;
   Act candidate, output;
   int slot_i = -1, slot_f = -1, slot_c = -1, slot_o = -1, slots = 0;  // column blocks of z
+  // The learned gates in the order of FGR's state a: their block of act and their slot of z.
+  int learned = 0, act_block[3] = {0, 0, 0}, z_slot[3] = {0, 0, 0};
 
   Status Parse(OpKernelConstruction* ctx) {
     TF_RETURN_IF_ERROR(GetCode(ctx, "input_gate", &in));
@@ -133,6 +136,12 @@ struct LstmSpec {
     if (forget == Gate::kLearned) slot_f = slots++;
     slot_c = slots++;
     if (out == Gate::kLearned) slot_o = slots++;
+    const int blocks[3] = {0, 1, 3}, own[3] = {slot_i, slot_f, slot_o};  // act: i, f, g, o
+    for (int k = 0; k < 3; ++k) {
+      if (own[k] < 0) continue;
+      act_block[learned] = blocks[k];
+      z_slot[learned++] = own[k];
+    }
     return OkStatus();
   }
 };
@@ -151,6 +160,8 @@ REGISTER_OP("LstmSequence" OP_SUFFIX)
     .Input("p: float")     // [3, H]: peepholes of i, f, o (zeros where a gate has none)
     .Input("h0: float")    // [B, H]
     .Input("c0: float")    // [B, H]
+    .Input("q: float")     // [L·H, L·H]: FGR's gate-to-gate matrix for the L learned gates, or [0, 0]
+    .Input("a0: float")    // [B, L·H]: FGR's initial gates, or [B, 0]
     .Output("h: float")    // [B, T, H]
     .Output("c: float")    // [B, T, H]
     .Output("act: float")  // [B, T, 4H]: i, f, g, o after their activations
@@ -170,18 +181,33 @@ REGISTER_OP("LstmSequenceGrad" OP_SUFFIX)
     .Input("act: float")
     .Input("dh: float")   // [B, T, H]: ∂L/∂h_t from outside the recurrence
     .Input("dc: float")   // [B, T, H]: ∂L/∂c_t from outside
+    .Input("q: float")    // as LstmSequence's
+    .Input("da: float")   // [B, L·H]: ∂L/∂a_T from outside (FGR's final gates), or [B, 0]
     .Output("dz: float")  // [B, T, S·H]: ∂L/∂z_t
     .Output("dh0: float")
     .Output("dc0: float")
     .Output("dp: float")  // [3, H]: ∂L/∂p (zeros without peepholes)
+    .Output("da0: float")  // [B, L·H]: ∂L/∂a0
     .LSTM_ATTRS
     .SetShapeFn([](shape_inference::InferenceContext* ctx) {
       ctx->set_output(0, ctx->UnknownShapeOfRank(3));
       ctx->set_output(1, ctx->input(2));
       ctx->set_output(2, ctx->input(2));
       ctx->set_output(3, ctx->input(1));
+      ctx->set_output(4, ctx->input(8));
       return OkStatus();
     });
+
+// FGR's q is [L·H, L·H] (its gates see each other) or [0, 0] (no gate recurrence).
+static bool GateRecurrence(OpKernelContext* ctx, const Tensor& q, const LstmSpec& s, int64_t H) {
+  const int64_t n = s.learned * H;
+  if (q.dims() != 2 || !((q.dim_size(0) == n && q.dim_size(1) == n) || q.NumElements() == 0)) {
+    ctx->CtxFailure(errors::InvalidArgument("LstmSequence: q must be [", n, ", ", n, "] or [0, 0]; got ",
+                                            q.shape().DebugString()));
+    return false;
+  }
+  return q.NumElements() > 0;
+}
 
 class LstmSequenceOp : public OpKernel {
  public:
@@ -189,6 +215,7 @@ class LstmSequenceOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     const Tensor& xp = ctx->input(0); const Tensor& r = ctx->input(1); const Tensor& p = ctx->input(2);
     const Tensor& h0 = ctx->input(3); const Tensor& c0 = ctx->input(4);
+    const Tensor& q = ctx->input(5); const Tensor& a0 = ctx->input(6);
     OP_REQUIRES(ctx, xp.dims() == 3 && r.dims() == 2 && h0.dims() == 2,
                 errors::InvalidArgument("LstmSequence: xp must be rank 3, r and h0 rank 2"));
     const int64_t B = xp.dim_size(0), T = xp.dim_size(1), G = xp.dim_size(2), H = h0.dim_size(1);
@@ -198,6 +225,12 @@ class LstmSequenceOp : public OpKernel {
                                         "H], p [3, H], h0 and c0 [B, H]; got ", xp.shape().DebugString(), ", ",
                                         r.shape().DebugString(), ", ", p.shape().DebugString(), ", ",
                                         h0.shape().DebugString()));
+    const bool fgr = GateRecurrence(ctx, q, spec_, H);
+    if (!ctx->status().ok()) return;
+    const int64_t L = fgr ? spec_.learned * H : 0;
+    OP_REQUIRES(ctx, a0.dims() == 2 && a0.dim_size(0) == B && a0.dim_size(1) == L,
+                errors::InvalidArgument("LstmSequence: a0 must be [B, ", L, "]; got ",
+                                        a0.shape().DebugString()));
     Tensor *h, *c, *act;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, H}), &h));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, T, H}), &c));
@@ -208,13 +241,20 @@ class LstmSequenceOp : public OpKernel {
     float* A = act->flat<float>().data();
     CMapM R(r.flat<float>().data(), H, G, Eigen::OuterStride<>(G));
     CMapM P(p.flat<float>().data(), 3, H, Eigen::OuterStride<>(H));
+    CMapM Q(q.flat<float>().data(), L, L, Eigen::OuterStride<>(fgr ? L : 1));
+    const float* A0 = a0.flat<float>().data();
     const LstmSpec& s = spec_;
-    ForBatchChunks(ctx, B, T * H * G * 4, [&](int64_t b0, int64_t b1) {
+    ForBatchChunks(ctx, B, T * H * (G + L) * 4, [&](int64_t b0, int64_t b1) {
       const int64_t nb = b1 - b0;
-      Mat z(nb, G);
+      Mat z(nb, G), gates(nb, L), from_gates(nb, L);  // FGR: a_{t-1} and a_{t-1} Q
+      if (fgr) gates = CMapM(A0 + b0 * L, nb, L, Eigen::OuterStride<>(L));
       for (int64_t t = 0; t < T; ++t) {
         z = Step(X, T, G, t, b0, nb);
         z.noalias() += Previous(Hs, H0, T, H, t, b0, nb) * R;
+        if (fgr) {
+          from_gates.noalias() = gates * Q;
+          for (int k = 0; k < s.learned; ++k) z.middleCols(s.z_slot[k] * H, H) += from_gates.middleCols(k * H, H);
+        }
         auto cp = Previous(Cs, C0, T, H, t, b0, nb).array();
         auto pre = [&](int slot) { return z.middleCols(slot * H, H).array(); };
         // The gates are computed where the backward pass will read them.
@@ -237,6 +277,7 @@ class LstmSequenceOp : public OpKernel {
         auto h_new = Step(Hs, T, H, t, b0, nb).array();
         Activate(s.output, c_new, h_new);
         h_new *= o;  // h = o ⊙ ψ(c)
+        for (int k = 0; fgr && k < s.learned; ++k) gates.middleCols(k * H, H) = a.middleCols(s.act_block[k] * H, H);
       }
     });
   }
@@ -251,12 +292,20 @@ class LstmSequenceGradOp : public OpKernel {
     const Tensor& r = ctx->input(0); const Tensor& p = ctx->input(1); const Tensor& c0 = ctx->input(2);
     const Tensor& c = ctx->input(3); const Tensor& act = ctx->input(4);
     const Tensor& dh = ctx->input(5); const Tensor& dc = ctx->input(6);
+    const Tensor& q = ctx->input(7); const Tensor& da = ctx->input(8);
     const int64_t B = c.dim_size(0), T = c.dim_size(1), H = c.dim_size(2), G = spec_.slots * H;
-    Tensor *dz, *dh0, *dc0, *dp;
+    const bool fgr = GateRecurrence(ctx, q, spec_, H);
+    if (!ctx->status().ok()) return;
+    const int64_t L = fgr ? spec_.learned * H : 0;
+    OP_REQUIRES(ctx, da.dims() == 2 && da.dim_size(0) == B && da.dim_size(1) == L,
+                errors::InvalidArgument("LstmSequenceGrad: da must be [B, ", L, "]; got ",
+                                        da.shape().DebugString()));
+    Tensor *dz, *dh0, *dc0, *dp, *da0;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, G}), &dz));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, c0.shape(), &dh0));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, c0.shape(), &dc0));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, p.shape(), &dp));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, da.shape(), &da0));
     MapM DP(dp->flat<float>().data(), 3, H, Eigen::OuterStride<>(H));
     DP.setZero();
     mutex dp_lock;  // the chunks' partial sums of ∂L/∂p meet here
@@ -266,11 +315,20 @@ class LstmSequenceGradOp : public OpKernel {
     float* DZ = dz->flat<float>().data();
     CMapM R(r.flat<float>().data(), H, G, Eigen::OuterStride<>(G));
     CMapM P(p.flat<float>().data(), 3, H, Eigen::OuterStride<>(H));
+    CMapM Q(q.flat<float>().data(), L, L, Eigen::OuterStride<>(fgr ? L : 1));
     const LstmSpec& s = spec_;
-    ForBatchChunks(ctx, B, T * H * G * 4, [&](int64_t b0, int64_t b1) {
+    ForBatchChunks(ctx, B, T * H * (G + L) * 4, [&](int64_t b0, int64_t b1) {
       const int64_t nb = b1 - b0;
       Mat dh_next = Mat::Zero(nb, H);  // ∂L/∂h_t through step t+1
       Mat dc_next = Mat::Zero(nb, H);  // ∂L/∂c_t through step t+1
+      Mat da_next(nb, L), dgates(nb, L);  // FGR: ∂L/∂a_t through step t+1; ∂L/∂z of the gates
+      if (fgr) da_next = CMapM(da.flat<float>().data() + b0 * L, nb, L, Eigen::OuterStride<>(L));
+      // ∂L/∂(gate k) that reaches it through the next step's gates (FGR), else nothing.
+      auto from_next = [&](int gate_slot) -> Arr {
+        for (int k = 0; k < s.learned; ++k)
+          if (s.z_slot[k] == gate_slot) return da_next.middleCols(k * H, H).array();
+        return Arr::Zero(nb, H);
+      };
       Arr y(nb, H), dy(nb, H), dhv(nb, H), dcv(nb, H), di(nb, H);
       Arr dp_chunk = Arr::Zero(3, H);  // Σ over this chunk's rows and steps: i, f see c_{t-1}, o sees c_t
       for (int64_t t = T - 1; t >= 0; --t) {
@@ -286,7 +344,8 @@ class LstmSequenceGradOp : public OpKernel {
         dhv = Step(DH, T, H, t, b0, nb).array() + dh_next.array();
         dcv = Step(DC, T, H, t, b0, nb).array() + dc_next.array() + dhv * o * dy;
         if (s.out == Gate::kLearned) {
-          dz(s.slot_o) = dhv * y * o * (1.f - o);
+          dz(s.slot_o) = fgr ? ((dhv * y + from_next(s.slot_o)) * o * (1.f - o)).eval()
+                             : (dhv * y * o * (1.f - o)).eval();
           if (s.peepholes) {
             dcv += dz(s.slot_o).rowwise() * P.row(2).array();  // o saw c_t
             dp_chunk.row(2) += (dz(s.slot_o) * ct).colwise().sum();
@@ -296,6 +355,7 @@ class LstmSequenceGradOp : public OpKernel {
         if (s.in == Gate::kLearned) {
           di = dcv * g;
           if (s.forget == Gate::kCoupled) di -= dcv * cp;  // f = 1 − i
+          if (fgr) di += from_next(s.slot_i);
           dz(s.slot_i) = di * i * (1.f - i);
           if (s.peepholes) {
             dc_next.array() += dz(s.slot_i).rowwise() * P.row(0).array();
@@ -303,7 +363,8 @@ class LstmSequenceGradOp : public OpKernel {
           }
         }
         if (s.forget == Gate::kLearned) {
-          dz(s.slot_f) = dcv * cp * f * (1.f - f);
+          dz(s.slot_f) = fgr ? ((dcv * cp + from_next(s.slot_f)) * f * (1.f - f)).eval()
+                             : (dcv * cp * f * (1.f - f)).eval();
           if (s.peepholes) {
             dc_next.array() += dz(s.slot_f).rowwise() * P.row(1).array();
             dp_chunk.row(1) += (dz(s.slot_f) * cp).colwise().sum();
@@ -312,7 +373,12 @@ class LstmSequenceGradOp : public OpKernel {
         Derivative(s.candidate, g, dy);
         dz(s.slot_c) = dcv * i * dy;
         dh_next.noalias() = D * R.transpose();
+        if (fgr) {
+          for (int k = 0; k < s.learned; ++k) dgates.middleCols(k * H, H) = D.middleCols(s.z_slot[k] * H, H);
+          da_next.noalias() = dgates * Q.transpose();
+        }
       }
+      if (fgr) MapM(da0->flat<float>().data() + b0 * L, nb, L, Eigen::OuterStride<>(L)) = da_next;
       MapM(dh0->flat<float>().data() + b0 * H, nb, H, Eigen::OuterStride<>(H)) = dh_next;
       MapM(dc0->flat<float>().data() + b0 * H, nb, H, Eigen::OuterStride<>(H)) = dc_next;
       mutex_lock hold(dp_lock);
