@@ -41,7 +41,7 @@ class Item:
     attractors: int  # Linzen: intervening nouns of the other number; nonce: the file's n_attr
     subject: int = -1  # nonce: index of the word the verb agrees with; -1 when unknown
     kind: str = "linzen"  # "linzen", or the nonce set's "generated" / "original"
-    group: str = ""  # nonce: construction id (its variants share structure)
+    group: str = ""  # nonce: "pattern#construction id" (its 10 sentences share structure)
 
     @property
     def prefix(self) -> tuple[str, ...]:
@@ -116,7 +116,7 @@ def read_nonce(folder: Path) -> list[Item]:
                 n_attr,
                 subject=int(gold[9]),
                 kind=kind,
-                group=gold[1],
+                group=f"{gold[0]}#{gold[1]}",
             )
         )
     return items

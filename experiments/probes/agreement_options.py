@@ -12,7 +12,14 @@ from experiments.training.config import ConfigError, from_strings
 
 DEFAULT_CELLS = "lstm,gru,rnn,lstm/NFG,lstm/NOG,lstm/CIFG"
 SIZES = {
-    "default": {"seeds": 5, "steps": 600, "units": 64, "lm_steps": 600, "lm_units": 128, "lm_words": 600000},
+    "default": {
+        "seeds": 5,
+        "steps": 600,
+        "units": 64,
+        "lm_steps": 1500,
+        "lm_units": 128,
+        "lm_words": 1000000,
+    },
     "quick": {"seeds": 2, "steps": 30, "units": 16, "lm_steps": 20, "lm_units": 32, "lm_words": 20000},
 }
 FIXED = {"seq_len": 50, "lm_seq_len": 35, "batch_size": 64, "lm_batch_size": 32, "learning_rate": 0.005}

@@ -7,9 +7,10 @@ Number prediction: each cell (default LSTM, GRU, SimpleRNN, NFG, NOG, CIFG) for 
 trained on the prefixes of the Linzen sentences (seed k tested on fold k of a stratified, grouped
 5-fold split; agreement_split.py), one nested MLflow run each. Language-model scoring: a PTB
 word-level LSTM LM (its own nested run) scores the correct against the wrong verb form on every
-Linzen and nonce sentence. The parent run logs summary metrics, tables, the figure and the
-report section (`agreement_probe.md`), also written to `--out`. Parameters and both corpora are
-checked before TensorFlow loads (exit 2 with one line).
+Linzen and nonce sentence, and a linear probe reads the agreeing word's number out of its cell
+state between that word and the verb (agreement_cell.py). The parent run logs summary metrics,
+tables, the figures and the report section (`agreement_probe.md`), also written to `--out`.
+Parameters and both corpora are checked before TensorFlow loads (exit 2 with one line).
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def language_model(config, paths: dict, linzen, nonce, parent_id: str) -> dict:
     import mlflow
     import numpy as np
 
+    from experiments.probes import agreement_cell as cell
     from experiments.probes import agreement_lm as lm
     from experiments.probes import agreement_states as states
 
@@ -112,8 +114,10 @@ def language_model(config, paths: dict, linzen, nonce, parent_id: str) -> dict:
             "kinds": np.array([it.kind for it in items]),
             "excluded_unknown_form": int((forms < 0).any(axis=1).sum()),
         }
+    out["cell"] = cell.probe(trainer.model, nonce, task.vocabulary)
     mlflow.log_metric("lm.test_perplexity", ppl)
-    print(f"  word LM: test perplexity {ppl:.1f}", flush=True)
+    verdict = out["cell"]["verdict"]
+    print(f"  word LM: test perplexity {ppl:.1f}; cell probe {verdict['diff']:+.3f} ({verdict['verdict']})")
     return out
 
 
@@ -127,6 +131,7 @@ def run(config: options.AgreementConfig, paths: dict) -> dict:
     start = time.perf_counter()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    report.clear(out)
     folder = Path(paths["linzen_agreement"]["subj_agr_filtered.text"]).parent
     linzen, counts = data.read_linzen(folder)
     nonce = data.read_nonce(folder)

@@ -9,10 +9,23 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.probes import agreement_cell_report as cell_report
 from experiments.probes import agreement_results as results
 from experiments.probes.agreement_data import ATTRACTOR_BUCKETS
 from experiments.report.write import markdown_table
 
+OWN_FILES = (
+    "agreement_probe.md",
+    "probe.json",
+    "accuracy_by_attractors.png",
+    "cell_probe.png",
+    "cell_probe.csv",
+    "number_by_attractors.csv",
+    "number_per_seed.csv",
+    "verdicts.csv",
+    "lm_by_attractors.csv",
+    "lm_nonce.csv",
+)
 LITERATURE = [
     [
         "Linzen et al. 2016",
@@ -21,6 +34,13 @@ LITERATURE = [
     ],
     ["Gulordava et al. 2018", "LSTM LM (~90 M Wikipedia tokens), nonce English sentences", "≈ 0.75 accuracy"],
 ]
+
+
+def clear(out: Path) -> None:
+    """Remove what an earlier agreement probe wrote in `out` (its own file names only): the folder
+    is logged whole as the run's artifacts and must hold this run's files and nothing stale."""
+    for name in OWN_FILES:
+        (out / name).unlink(missing_ok=True)
 
 
 def _f(value, digits: int = 3) -> str:
@@ -91,6 +111,8 @@ def write_all(out: Path, params: dict, per_cell: dict, lm_out: dict, counts: dic
     ]
     _write_csv(out / "number_per_seed.csv", seeds)
     name = figure(tables, lm_rows, out)
+    cell_report.figure(lm_out["cell"], out)
+    _write_csv(out / "cell_probe.csv", cell_report.rows_for_csv(lm_out["cell"]))
     text = markdown(params, tables, verdicts, lm_out, lm_rows, nonce, counts, wall, name)
     (out / "agreement_probe.md").write_text(text)
     (out / "probe.json").write_text(json.dumps({"params": params, "counts": counts}, indent=2))
@@ -102,8 +124,9 @@ def write_all(out: Path, params: dict, per_cell: dict, lm_out: dict, counts: dic
     metrics |= {f"{c.replace('/', '_')}.balanced_all": rows[-1]["balanced"] for c, rows in tables.items()}
     metrics |= {f"lm.accuracy_{r['attractors'].replace('+', 'plus')}": r["accuracy"] for r in lm_rows}
     metrics |= {f"lm.nonce_{r['sentences']}": r["accuracy"] for r in nonce}
-    metrics = {k: float(v) for k, v in metrics.items() if v == v}
+    metrics = {k: float(v) for k, v in metrics.items() if v == v} | cell_report.metrics(lm_out["cell"])
     named = {f"{v['a']}_vs_{v['b']}".replace("/", "_"): v["verdict"] for v in verdicts}
+    named["cell_carries_number"] = lm_out["cell"]["verdict"]["verdict"]
     return {"metrics": metrics, "verdicts": named, "tables": tables, "verdict_rows": verdicts}
 
 
@@ -151,6 +174,7 @@ def markdown(params, tables, verdicts, lm_out, lm_rows, nonce, counts, wall, fig
         ),
         "",
     ]
+    lines += cell_report.markdown(lm_out["cell"])
     lines += [
         "### Beside the literature",
         "",
@@ -169,16 +193,18 @@ def _method(params, counts, lm_out, wall) -> list[str]:
     return [
         "### What was measured",
         "",
-        f"- Linzen sentences: {counts['read']} read, {counts['dropped_same_form']} dropped (correct and wrong "
-        f"form the same word), {counts['kept']} kept. Label: the verb's number, from the correct form "
-        "(plural = are/were/have, or the base form against its -s/-es/-ies form; agreement_data.py).",
+        f"- Linzen sentences: {counts['read']} read, {counts['dropped_same_form']} dropped (correct "
+        f"and wrong form the same word), {counts['kept']} kept. Label: the verb's number, from the "
+        "correct form (plural = are/were/have, or the base form against its -s/-es/-ies form; "
+        "agreement_data.py).",
         f"- Number prediction: embedding 32 → one recurrent layer of {params['units']} units → dense; "
         f"{params['steps']} steps of batch {params['batch_size']}, Adam lr {params['learning_rate']}; seed k "
         "trains on 4 of 5 stratified (attractors × number), prefix-grouped folds and is tested on fold k; "
         "vocabulary from the training part only (words seen twice, else [UNK]).",
-        f"- Language model: PTB word LSTM of {params['lm_units']} units trained for {params['lm_steps']} steps "
-        f"of {params['lm_batch_size']}×{params['lm_seq_len']} words drawn from the first {params['lm_words']} "
-        f"words of ptb.train; test perplexity {_f(lm_out['test_perplexity'], 1)} (whole PTB test split). "
+        f"- Language model: PTB word LSTM of {params['lm_units']} units trained for {params['lm_steps']} "
+        f"steps of {params['lm_batch_size']}×{params['lm_seq_len']} words drawn from the first "
+        f"{params['lm_words']} words of ptb.train; test perplexity "
+        f"{_f(lm_out['test_perplexity'], 1)} (whole PTB test split). "
         f"Pairs with a form outside PTB's vocabulary excluded: {lm_out['linzen']['excluded_unknown_form']} "
         f"Linzen, {lm_out['nonce']['excluded_unknown_form']} nonce.",
         f"- Time: {wall:.0f} s in all.",
