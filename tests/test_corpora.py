@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.training import corpora
+from experiments.training import corpora, imdb_archive
 from experiments.training.corpora import CORPORA, CorpusError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
@@ -214,7 +214,7 @@ def test_imdb_conversion_reproduces_the_pinned_records(shared, tmp_path):
 
 def test_imdb_gzip_layout_reproduces_the_pinned_hash(shared, tmp_path):
     data = gzip.decompress((shared / "imdb" / "imdb_test.jsonl.gz").read_bytes())
-    corpora._write_gzip(data, tmp_path / "imdb_test.jsonl.gz")
+    imdb_archive.write_gzip(data, tmp_path / "imdb_test.jsonl.gz")
     assert corpora.file_sha256(tmp_path / "imdb_test.jsonl.gz") == CORPORA["imdb"].files[1].sha256
 
 

