@@ -54,14 +54,14 @@ def test_fgr_initial_states_get_their_gradients(rng):
         _assert_same(reference, _outputs_and_grads(layer, x, state))
 
 
-def test_the_gate_columns_follow_the_learned_gates():
+def test_the_gate_blocks_follow_the_learned_gates():
     learned, open_ = lk.variants.GATE_MODES.index("learned"), lk.variants.GATE_MODES.index("open")
     every = {"input_gate": learned, "forget_gate": learned, "output_gate": learned}
-    act, z = fused_engine.lstm_gate_columns(every, 2)
-    assert act == [0, 1, 2, 3, 6, 7] and z == [0, 1, 2, 3, 6, 7]  # i, f, o; act and z share i f c o
+    assert fused_engine.lstm_gate_blocks(every) == ([0, 1, 3], [0, 1, 3], 4)  # act and z: i f c/g o
     no_forget = {**every, "forget_gate": open_}
-    act, z = fused_engine.lstm_gate_columns(no_forget, 2)
-    assert act == [0, 1, 6, 7] and z == [0, 1, 4, 5]  # z has no f slot: o is its third block
+    assert fused_engine.lstm_gate_blocks(no_forget) == ([0, 3], [0, 2], 3)  # z has no f slot
+    t = tf.reshape(tf.range(2 * 8), [2, 8])
+    assert fused_engine.take_blocks(t, [0, 3], 4).numpy().tolist() == [[0, 1, 6, 7], [8, 9, 14, 15]]
 
 
 def test_a_wrong_gate_matrix_is_refused_by_the_kernel():
