@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 
 from experiments.probes.agreement_cell import POSITIONS
+from experiments.probes.report import fixed as _f
 from experiments.report.write import markdown_table
 
 FIGURE = "cell_probe.png"
-
-
-def _f(value, digits: int = 3) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
 def figure(cell: dict, out: Path) -> str:

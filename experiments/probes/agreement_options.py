@@ -6,8 +6,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.probes.options import _given, _number, cell_name
-from experiments.training import corpora
+from experiments.probes.options import _given, _number, cell_name, existing_data_dir
 from experiments.training.config import ConfigError, from_strings
 
 DEFAULT_CELLS = "lstm,gru,rnn,lstm/NFG,lstm/NOG,lstm/CIFG"
@@ -91,16 +90,7 @@ def from_args(args: argparse.Namespace) -> AgreementConfig:
 
 
 def data_folder(config: AgreementConfig) -> Path:
-    """The data directory, which must exist when named: a mistyped path is refused, never created."""
-    explicit = None if config.data_dir == "auto" else config.data_dir
-    folder = corpora.data_dir(explicit)
-    if explicit is not None and not folder.is_dir():
-        raise corpora.CorpusError(
-            f"Invalid data_dir={config.data_dir!r}: no such folder. Valid choices: auto "
-            "($LSTM_KERAS_DATA, else the project's data/), or a folder holding linzen_agreement/ "
-            "and ptb/ (the shared copy: …/shared/corpora)."
-        )
-    return folder
+    return existing_data_dir(config.data_dir, "linzen_agreement/ and ptb/")
 
 
 def run_config(config: AgreementConfig, cell: str, variant: str, seed: int, lm: bool = False):

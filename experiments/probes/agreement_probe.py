@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from experiments.probes import agreement_options as options
+from experiments.probes import runs
 from experiments.training import corpora
 from experiments.training.config import ConfigError
 
@@ -35,8 +36,7 @@ def parse(argv: list[str] | None) -> options.AgreementConfig:
     try:
         return options.from_args(args)
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        runs.refuse(error)
 
 
 def check_data(config: options.AgreementConfig) -> dict:
@@ -45,30 +45,14 @@ def check_data(config: options.AgreementConfig) -> dict:
         folder = options.data_folder(config)
         return {name: corpora.ensure(name, folder) for name in ("linzen_agreement", "ptb")}
     except corpora.CorpusError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        runs.refuse(error)
 
 
 def train_one(run_config, task, name: str, tags: dict[str, str]):
-    """One nested run (the parent's experiment), params and tags naming our task: (trainer, summary)."""
-    import mlflow
-
-    from experiments.tracking import records as tracking
-    from experiments.training.trainer import Trainer, summary
-
-    parent = mlflow.active_run()
+    """One nested run, its params and tags naming our task (not the carrier's): (trainer, summary)."""
     relabel = {"task": task.name, "corpus": task.info.get("corpus", "")}
-    with mlflow.start_run(run_name=name, nested=True, experiment_id=parent.info.experiment_id):
-        mlflow.log_params({**run_config.as_params(), **relabel})
-        mlflow.set_tags({**tracking.run_tags(run_config, task.data_checksum, task.info), **relabel, **tags})
-        trainer = Trainer(run_config, task)
-        outcome = trainer.run(
-            lambda r: mlflow.log_metrics({k: v for k, v in r.items() if k != "step"}, step=r["step"])
-        )
-        results = summary(outcome, run_config, task)
-        mlflow.log_metrics(results)
-        mlflow.set_tags(tracking.engine_tags(trainer.layer))
-        return trainer, results
+    trainer, results, _ = runs.train_nested(run_config, task, name, tags, relabel)
+    return trainer, results
 
 
 def number_prediction(config, items, checksum: str, parent_id: str) -> dict[str, list[dict]]:
@@ -135,11 +119,7 @@ def run(config: options.AgreementConfig, paths: dict) -> dict:
     folder = Path(paths["linzen_agreement"]["subj_agr_filtered.text"]).parent
     linzen, counts = data.read_linzen(folder)
     nonce = data.read_nonce(folder)
-    chosen = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")
-    experiment_id = None
-    if mlflow.active_run() is None and not any(os.environ.get(k) for k in chosen):
-        found = mlflow.get_experiment_by_name(EXPERIMENT)
-        experiment_id = found.experiment_id if found else mlflow.create_experiment(EXPERIMENT)
+    experiment_id = runs.experiment_id(EXPERIMENT)
     name = "agreement_probe" + (" quick" if config.quick else "")
     with mlflow.start_run(run_name=name, experiment_id=experiment_id) as parent:
         commit, dirty = tracking.git_commit()

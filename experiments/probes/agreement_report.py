@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import numpy as np
 from experiments.probes import agreement_cell_report as cell_report
 from experiments.probes import agreement_results as results
 from experiments.probes.agreement_data import ATTRACTOR_BUCKETS
+from experiments.probes.report import fixed as _f
 from experiments.report.write import markdown_table
 
 OWN_FILES = (
@@ -41,10 +41,6 @@ def clear(out: Path) -> None:
     is logged whole as the run's artifacts and must hold this run's files and nothing stale."""
     for name in OWN_FILES:
         (out / name).unlink(missing_ok=True)
-
-
-def _f(value, digits: int = 3) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
 def _ci(r: dict) -> str:

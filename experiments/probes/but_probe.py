@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.probes import options
+from experiments.probes import options, runs
 from experiments.training import corpora
 from experiments.training.config import ConfigError
 
@@ -35,8 +35,7 @@ def parse(argv: list[str] | None) -> options.ProbeConfig:
     try:
         return options.from_args(args)
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        runs.refuse(error)
 
 
 def check_data(config: options.ProbeConfig) -> Path:
@@ -45,8 +44,7 @@ def check_data(config: options.ProbeConfig) -> Path:
         folder = options.data_folder(config)
         corpora.ensure("sst2", folder)
     except corpora.CorpusError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        runs.refuse(error)
     return folder
 
 
@@ -69,32 +67,16 @@ def _selection_facts(selection) -> dict:
 
 
 def train_one(run_config, task, tags: dict[str, str]):
-    """Train one model inside a nested MLflow run logged as `main` logs a run: (trainer, summary)."""
-    import mlflow
-
+    """Train one model inside a nested MLflow run logged as `main` logs a run: (trainer, summary, id)."""
     from experiments.tracking import records as tracking
-    from experiments.training.trainer import Trainer, summary
 
     name = tracking.run_name(run_config)
-    parent = mlflow.active_run()  # the probe's run: its children go to its experiment
-    with mlflow.start_run(run_name=name, nested=True, experiment_id=parent.info.experiment_id):
-        mlflow.log_params(run_config.as_params())
-        mlflow.set_tags({**tracking.run_tags(run_config, task.data_checksum, task.info), **tags})
-        trainer = Trainer(run_config, task)
-
-        def on_eval(record: dict) -> None:
-            mlflow.log_metrics({k: v for k, v in record.items() if k != "step"}, step=record["step"])
-
-        outcome = trainer.run(on_eval)
-        results = summary(outcome, run_config, task)
-        mlflow.log_metrics(results)
-        mlflow.set_tags(tracking.engine_tags(trainer.layer))
-        print(
-            f"  {name}: dev accuracy {results['final_val_accuracy']:.4f}, "
-            f"{results['steps_per_s']:.1f} steps/s",
-            flush=True,
-        )
-        return trainer, results, mlflow.active_run().info.run_id
+    trainer, results, run_id = runs.train_nested(run_config, task, name, tags)
+    print(
+        f"  {name}: dev accuracy {results['final_val_accuracy']:.4f}, {results['steps_per_s']:.1f} steps/s",
+        flush=True,
+    )
+    return trainer, results, run_id
 
 
 def prepare(config: options.ProbeConfig, data_dir: Path) -> dict:
@@ -168,12 +150,7 @@ def run(config: options.ProbeConfig, data_dir: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     outputs.clear(out)
     data = prepare(config, data_dir)
-    # Our own experiment unless `mlflow run` made the run (MLFLOW_RUN_ID) or one is chosen.
-    chosen = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")
-    experiment_id = None  # set_experiment would also change the caller's experiment: name it here
-    if mlflow.active_run() is None and not any(os.environ.get(k) for k in chosen):
-        found = mlflow.get_experiment_by_name(EXPERIMENT)
-        experiment_id = found.experiment_id if found else mlflow.create_experiment(EXPERIMENT)
+    experiment_id = runs.experiment_id(EXPERIMENT)
     run_name = "but_probe" + (" quick" if config.quick else "")
     with mlflow.start_run(run_name=run_name, experiment_id=experiment_id) as parent:
         commit, dirty = tracking.git_commit()

@@ -121,13 +121,17 @@ def from_args(args: argparse.Namespace) -> ProbeConfig:
 
 
 def data_folder(config: ProbeConfig) -> Path:
+    return existing_data_dir(config.data_dir, "sst2_glue/")
+
+
+def existing_data_dir(data_dir: str, holding: str) -> Path:
     """The data directory, which must exist when named: a mistyped path is refused, never created."""
-    explicit = None if config.data_dir == "auto" else config.data_dir
+    explicit = None if data_dir == "auto" else data_dir
     folder = corpora.data_dir(explicit)
     if explicit is not None and not folder.is_dir():
         raise corpora.CorpusError(
-            f"Invalid data_dir={config.data_dir!r}: no such folder. Valid choices: auto "
-            f"($LSTM_KERAS_DATA, else the project's data/), or a folder holding sst2_glue/ "
+            f"Invalid data_dir={data_dir!r}: no such folder. Valid choices: auto "
+            f"($LSTM_KERAS_DATA, else the project's data/), or a folder holding {holding} "
             f"(the shared copy: …/shared/corpora)."
         )
     return folder

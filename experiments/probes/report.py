@@ -11,7 +11,8 @@ from experiments.report.write import markdown_table
 TARGET = 0.80
 
 
-def _f(value: float, digits: int = 3) -> str:
+def fixed(value: float, digits: int = 3) -> str:
+    """A number with `digits` decimals, or n/a (None, NaN, ±inf)."""
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
@@ -27,10 +28,11 @@ def headline(cell: str, summary: list[dict]) -> str:
     at = next(r for r in summary if r["window"] == "at")
     return (
         f"**{at['verdict']}** for {cell} at the connective's step: drop at contrastive connectives "
-        f"− drop at 'and' = {_f(at['diff'], 4)} (95 % CI over {int(at['n_seeds'])} seeds "
+        f"− drop at 'and' = {fixed(at['diff'], 4)} (95 % CI over {int(at['n_seeds'])} seeds "
         f"{_ci(at['seeds_ci_low'], at['seeds_ci_high'], 4)}; bootstrap over sentences "
         f"{_ci(at['boot_ci_low'], at['boot_ci_high'], 4)}; Hedges' g* over sentences "
-        f"{_f(at['hedges_g_sentences'], 2)}; n = {int(at['n_contrastive'])} vs {int(at['n_and'])} sentences)"
+        f"{fixed(at['hedges_g_sentences'], 2)}; n = {int(at['n_contrastive'])} vs {int(at['n_and'])} "
+        "sentences)"
     )
 
 
@@ -104,7 +106,14 @@ def _method(params: dict, conventions: dict, selection: dict, timing: dict) -> l
 def _accuracy(models: list[dict]) -> list[str]:
     header = ["cell", "seeds", "dev accuracy mean", "min", "max", "test accuracy mean"]
     rows = [
-        [m["cell"], m["n"], _f(m["dev_mean"]), _f(m["dev_min"]), _f(m["dev_max"]), _f(m["test_mean"])]
+        [
+            m["cell"],
+            m["n"],
+            fixed(m["dev_mean"]),
+            fixed(m["dev_min"]),
+            fixed(m["dev_max"]),
+            fixed(m["test_mean"]),
+        ]
         for m in models
     ]
     lines = ["### Dev accuracy", "", markdown_table(header, rows)]
@@ -112,12 +121,12 @@ def _accuracy(models: list[dict]) -> list[str]:
     for m in models:
         if m["cell"] == "lstm" and not (m["dev_mean"] >= TARGET):
             lines += [
-                f"The LSTM's mean dev accuracy {_f(m['dev_mean'])} is below the target {TARGET:.2f}.",
+                f"The LSTM's mean dev accuracy {fixed(m['dev_mean'])} is below the target {TARGET:.2f}.",
                 "",
             ]
         elif m["cell"] == "lstm":
             lines += [
-                f"The LSTM reaches the target dev accuracy {TARGET:.2f} (mean {_f(m['dev_mean'])}).",
+                f"The LSTM reaches the target dev accuracy {TARGET:.2f} (mean {fixed(m['dev_mean'])}).",
                 "",
             ]
     return lines
@@ -135,12 +144,12 @@ def _gates(gate_summary: dict[str, list[dict]]) -> list[str]:
                 [
                     cell,
                     r["window"],
-                    _f(r["mean_drop_contrastive"], 4),
-                    _f(r["mean_drop_and"], 4),
-                    _f(r["diff"], 4),
+                    fixed(r["mean_drop_contrastive"], 4),
+                    fixed(r["mean_drop_and"], 4),
+                    fixed(r["diff"], 4),
                     _ci(r["seeds_ci_low"], r["seeds_ci_high"], 4),
                     _ci(r["boot_ci_low"], r["boot_ci_high"], 4),
-                    _f(r["hedges_g_sentences"], 2),
+                    fixed(r["hedges_g_sentences"], 2),
                     r["verdict"],
                 ]
             )
@@ -157,10 +166,10 @@ def _follow(follow_summary: dict[str, list[dict]]) -> list[str]:
         rows.append(
             [
                 cell,
-                f"{_f(but['rate'])} {_ci(but['low'], but['high'])}",
-                f"{_f(conj['rate'])} {_ci(conj['low'], conj['high'])}",
-                f"{_f(diff['rate'])} {_ci(diff['low'], diff['high'])}",
-                _f(but["both_orders"]),
+                f"{fixed(but['rate'])} {_ci(but['low'], but['high'])}",
+                f"{fixed(conj['rate'])} {_ci(conj['low'], conj['high'])}",
+                f"{fixed(diff['rate'])} {_ci(diff['low'], diff['high'])}",
+                fixed(but["both_orders"]),
                 but["n"] // 2,
             ]
         )

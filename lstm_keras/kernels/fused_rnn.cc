@@ -123,6 +123,7 @@ struct LstmSpec {
   int slot_i = -1, slot_f = -1, slot_c = -1, slot_o = -1, slots = 0;  // column blocks of z
   // The learned gates in the order of FGR's state a: their block of act and their slot of z.
   int learned = 0, act_block[3] = {0, 0, 0}, z_slot[3] = {0, 0, 0};
+  int in_a[3] = {-1, -1, -1};  // gate i, f, o → its block of a (−1: not learned)
 
   Status Parse(OpKernelConstruction* ctx) {
     TF_RETURN_IF_ERROR(GetCode(ctx, "input_gate", &in));
@@ -139,6 +140,7 @@ struct LstmSpec {
     const int blocks[3] = {0, 1, 3}, own[3] = {slot_i, slot_f, slot_o};  // act: i, f, g, o
     for (int k = 0; k < 3; ++k) {
       if (own[k] < 0) continue;
+      in_a[k] = learned;
       act_block[learned] = blocks[k];
       z_slot[learned++] = own[k];
     }
@@ -323,12 +325,8 @@ class LstmSequenceGradOp : public OpKernel {
       Mat dc_next = Mat::Zero(nb, H);  // ∂L/∂c_t through step t+1
       Mat da_next(nb, L), dgates(nb, L);  // FGR: ∂L/∂a_t through step t+1; ∂L/∂z of the gates
       if (fgr) da_next = CMapM(da.flat<float>().data() + b0 * L, nb, L, Eigen::OuterStride<>(L));
-      // ∂L/∂(gate k) that reaches it through the next step's gates (FGR), else nothing.
-      auto from_next = [&](int gate_slot) -> Arr {
-        for (int k = 0; k < s.learned; ++k)
-          if (s.z_slot[k] == gate_slot) return da_next.middleCols(k * H, H).array();
-        return Arr::Zero(nb, H);
-      };
+      // FGR: ∂L/∂(gate g of i, f, o) that reaches it through the next step's gates.
+      auto from_next = [&](int g) { return da_next.middleCols(s.in_a[g] * H, H).array(); };
       Arr y(nb, H), dy(nb, H), dhv(nb, H), dcv(nb, H), di(nb, H);
       Arr dp_chunk = Arr::Zero(3, H);  // Σ over this chunk's rows and steps: i, f see c_{t-1}, o sees c_t
       for (int64_t t = T - 1; t >= 0; --t) {
@@ -344,8 +342,8 @@ class LstmSequenceGradOp : public OpKernel {
         dhv = Step(DH, T, H, t, b0, nb).array() + dh_next.array();
         dcv = Step(DC, T, H, t, b0, nb).array() + dc_next.array() + dhv * o * dy;
         if (s.out == Gate::kLearned) {
-          dz(s.slot_o) = fgr ? ((dhv * y + from_next(s.slot_o)) * o * (1.f - o)).eval()
-                             : (dhv * y * o * (1.f - o)).eval();
+          if (fgr) dz(s.slot_o) = (dhv * y + from_next(2)) * o * (1.f - o);
+          else dz(s.slot_o) = dhv * y * o * (1.f - o);
           if (s.peepholes) {
             dcv += dz(s.slot_o).rowwise() * P.row(2).array();  // o saw c_t
             dp_chunk.row(2) += (dz(s.slot_o) * ct).colwise().sum();
@@ -355,7 +353,7 @@ class LstmSequenceGradOp : public OpKernel {
         if (s.in == Gate::kLearned) {
           di = dcv * g;
           if (s.forget == Gate::kCoupled) di -= dcv * cp;  // f = 1 − i
-          if (fgr) di += from_next(s.slot_i);
+          if (fgr) di += from_next(0);
           dz(s.slot_i) = di * i * (1.f - i);
           if (s.peepholes) {
             dc_next.array() += dz(s.slot_i).rowwise() * P.row(0).array();
@@ -363,8 +361,8 @@ class LstmSequenceGradOp : public OpKernel {
           }
         }
         if (s.forget == Gate::kLearned) {
-          dz(s.slot_f) = fgr ? ((dcv * cp + from_next(s.slot_f)) * f * (1.f - f)).eval()
-                             : (dcv * cp * f * (1.f - f)).eval();
+          if (fgr) dz(s.slot_f) = (dcv * cp + from_next(1)) * f * (1.f - f);
+          else dz(s.slot_f) = dcv * cp * f * (1.f - f);
           if (s.peepholes) {
             dc_next.array() += dz(s.slot_f).rowwise() * P.row(1).array();
             dp_chunk.row(1) += (dz(s.slot_f) * cp).colwise().sum();
