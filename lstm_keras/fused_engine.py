@@ -28,7 +28,6 @@ This module is only imported on the TensorFlow backend.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import sys
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -37,12 +36,12 @@ from pathlib import Path
 import tensorflow as tf
 from keras import tree
 
-from lstm_keras import kernel_build, tf_while_engine
+from lstm_keras import fused_ops, kernel_build, tf_while_engine
 from lstm_keras.activation_names import KERNEL_ACTIVATIONS, SIGMOID, TANH, kernel_code
 from lstm_keras.activations import serialize_activation
+from lstm_keras.fused_ops import gru_attrs
 from lstm_keras.lstm_cell import LSTMCell
-from lstm_keras.variants import DENSE, GATE_MODES, LEARNED, NONE
-from lstm_keras.variants import TANH as TANH_TERM
+from lstm_keras.variants import GATE_MODES
 
 
 @dataclass(frozen=True)
@@ -70,9 +69,7 @@ _pinned: ContextVar[Kernel | None] = ContextVar("fused_kernel", default=None)
 
 
 def _load(path: Path, rung: kernel_build.Rung, suffix: str = "") -> Kernel:
-    kernel = Kernel(tf.load_op_library(str(path)), rung, path, suffix)
-    _register_gradients(kernel)
-    return kernel
+    return Kernel(tf.load_op_library(str(path)), rung, path, suffix)
 
 
 def kernel() -> Kernel | None:
@@ -170,117 +167,6 @@ def unsupported_reason(layer, mask, training) -> str | None:
     return unavailable_reason()
 
 
-LSTM_ATTRS = (
-    "input_gate",
-    "forget_gate",
-    "output_gate",
-    "peepholes",
-    "candidate_activation",
-    "output_activation",
-)
-
-
-def lstm_gate_blocks(attrs: dict) -> tuple[list[int], list[int], int]:
-    """FGR's state a (the learned gates, in the order i, f, o): its blocks of units in the op's
-    `act` (blocks i, f, g, o), its blocks in ∂L/∂z (the learned slots of i, f, c, o), and how many
-    blocks ∂L/∂z has."""
-    learned = [attrs[f"{g}_gate"] == GATE_MODES.index(LEARNED) for g in ("input", "forget", "output")]
-    slots = [s for s, own in zip("ifco", [learned[0], learned[1], True, learned[2]]) if own]
-    gates = [g for g, own in zip("ifo", learned) if own]
-    return ["ifgo".index(g) for g in gates], [slots.index(g) for g in gates], len(slots)
-
-
-def take_blocks(t: tf.Tensor, blocks: list[int], n: int) -> tf.Tensor:
-    """The chosen of the last axis's n equal blocks, concatenated (slices: a gather of columns
-    copies element by element, two to three times slower)."""
-    parts = tf.split(t, n, axis=-1)
-    return tf.concat([parts[b] for b in blocks], axis=-1)
-
-
-GRU_ATTRS = ("update", "z_operand", "reset", "reset_after")
-GRU_UPDATES = (None, "keeps", "writes")  # the kernel's `enum class Update`
-GRU_Z_OPERANDS = (NONE, DENSE, TANH_TERM)  # `enum class Operand`: what U_z multiplies
-
-
-def gru_attrs(variant) -> dict:
-    """The GRU op's attributes for `variant` (a `GRUVariant`)."""
-    update = None if variant.update_gate is None else "keeps" if variant.update_keeps_state else "writes"
-    z_operand = NONE if variant.update_gate is None else variant.update_gate.recurrent
-    return {
-        "update": GRU_UPDATES.index(update),
-        "z_operand": GRU_Z_OPERANDS.index(z_operand),
-        "reset": variant.reset_gate is not None,
-        "reset_after": variant.reset_after,
-    }
-
-
-def gru_operands(attrs: dict) -> list[str]:
-    """What each block of U multiplies, in U's column order (z, r, h that have a term)."""
-    z = GRU_Z_OPERANDS[attrs["z_operand"]]
-    operands = [] if z == NONE else ["h" if z == DENSE else "tanh"]
-    operands += ["h"] if attrs["reset"] else []
-    return [*operands, "h" if attrs["reset_after"] else "rh"]
-
-
-def _register_gradients(kernel: Kernel) -> None:
-    def previous_states(h0, h):
-        return tf.concat([h0[:, None], h[:, :-1]], axis=1)  # h_{t-1} for t = 1 … T, batch-major
-
-    def weight_gradient(h0, h, dz):
-        """Σ_t h_{t-1}ᵀ ∂L/∂z_t as one product over every step."""
-        units = h.shape[-1] or tf.shape(h)[-1]
-        hp = tf.reshape(previous_states(h0, h), [-1, units])
-        return tf.matmul(hp, tf.reshape(dz, [-1, tf.shape(dz)[-1]]), transpose_a=True)
-
-    def zeros_if_none(grad, like):
-        return tf.zeros_like(like) if grad is None else grad
-
-    @tf.RegisterGradient("LstmSequence" + kernel.suffix)
-    def _lstm_gradient(op, dh, dc, dact):
-        _, r, p, h0, c0, q, a0 = op.inputs
-        h, c, act = op.outputs
-        attrs = {k: op.get_attr(k) for k in LSTM_ATTRS}
-        act_blocks, z_blocks, slots = lstm_gate_blocks(attrs)
-        fgr = q.shape[0] != 0
-        # FGR's final gates are read from act's last step (run): their gradient enters there.
-        da = take_blocks(dact[:, -1], act_blocks, 4) if fgr and dact is not None else tf.zeros_like(a0)
-        dz, dh0, dc0, dp, da0 = kernel.op("LstmSequenceGrad")(
-            r, p, c0, c, act, zeros_if_none(dh, h), zeros_if_none(dc, c), q, da, **attrs
-        )  # dp: i and f saw c_{t-1}, o saw c_t; zeros for a gate without a peephole
-        dq = tf.zeros_like(q)
-        if fgr:  # Σ_t a_{t-1}ᵀ ∂L/∂z_t over the gates' columns
-            dq = weight_gradient(a0, take_blocks(act, act_blocks, 4), take_blocks(dz, z_blocks, slots))
-        return dz, weight_gradient(h0, h, dz), dp, dh0, dc0, dq, da0
-
-    @tf.RegisterGradient("GruSequence" + kernel.suffix)
-    def _gru_gradient(op, dh, _dact):
-        _, u, _, h0 = op.inputs
-        h, act = op.outputs
-        attrs = {k: op.get_attr(k) for k in GRU_ATTRS}
-        dxp, drec, dh0 = kernel.op("GruSequenceGrad")(u, h0, h, act, zeros_if_none(dh, h), **attrs)
-        return dxp, gru_weight_gradient(h0, h, act, drec, attrs), tf.reduce_sum(drec, axis=[0, 1]), dh0
-
-    def gru_weight_gradient(h0, h, act, drec, attrs):
-        """Σ_t operandᵀ ∂L/∂term_t per block of U: h_{t-1} for the terms that share its product,
-        tanh(h_{t-1}) for MUT3's z, r_t ⊙ h_{t-1} for a candidate reset before its product."""
-        operands = gru_operands(attrs)
-        if set(operands) == {"h"}:
-            return weight_gradient(h0, h, drec)
-        units = h.shape[-1] or tf.shape(h)[-1]
-        hp = previous_states(h0, h)
-        left = {"h": hp, "tanh": tf.tanh(hp), "rh": act[..., units : 2 * units] * hp}
-        # Neighbouring blocks with the same operand (the terms on h_{t-1}) share one product.
-        runs = [(o, len(list(g))) for o, g in itertools.groupby(operands)]
-        blocks = tf.split(drec, [n * units for _, n in runs], axis=-1)
-        return tf.concat(
-            [
-                tf.matmul(tf.reshape(left[o], [-1, units]), tf.reshape(d, [-1, n * units]), transpose_a=True)
-                for (o, n), d in zip(runs, blocks)
-            ],
-            axis=1,
-        )
-
-
 def run(layer, sequences, initial_state):
     """What `keras.layers.RNN.call` returns for `layer`, computed by the fused kernel."""
     k = _pinned.get() or kernel()
@@ -310,20 +196,31 @@ def run(layer, sequences, initial_state):
         }
         q = weights["gate_recurrent_kernel"]
         q, a0 = (tf.zeros([0, 0], xp.dtype), tf.zeros([batch, 0], xp.dtype)) if q is None else (q, states[2])
-        h, c, act = k.op("LstmSequence")(
-            xp, weights["recurrent_kernel"], peepholes, states[0], states[1], q, a0, **attrs
-        )
-        final = [h[:, -1], c[:, -1]]
-        if v.gate_recurrence:  # FGR's third state: the learned gates of the last step
-            final.append(take_blocks(act[:, -1], lstm_gate_blocks(attrs)[0], 4))
+        h, final = fused_ops.lstm_sequence(
+            k,
+            attrs,
+            xp,
+            weights["recurrent_kernel"],
+            peepholes,
+            states[0],
+            states[1],
+            q,
+            a0,
+            layer.return_sequences,
+        )  # final: h_T, c_T and, for FGR, the learned gates of the last step (its third state)
     else:
         _, recurrent_bias = cell._biases(weights["bias"])
         if recurrent_bias is None:  # reset before the product, or no bias: no recurrent bias
             recurrent_bias = tf.zeros([weights["recurrent_kernel"].shape[1]], xp.dtype)
-        h, _ = k.op("GruSequence")(
-            xp, weights["recurrent_kernel"], recurrent_bias, states[0], **gru_attrs(cell.variant)
+        h, final = fused_ops.gru_sequence(
+            k,
+            gru_attrs(cell.variant),
+            xp,
+            weights["recurrent_kernel"],
+            recurrent_bias,
+            states[0],
+            layer.return_sequences,
         )
-        final = [h[:, -1]]
     output = h if layer.return_sequences else final[0]
     if layer.return_sequences:
         output.set_shape([sequences.shape[0], sequences.shape[1], cell.units])

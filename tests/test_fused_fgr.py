@@ -12,7 +12,7 @@ import tensorflow as tf
 from test_fused_engine import _assert_same, _kernel, _layers, _outputs_and_grads  # noqa: F401
 
 import lstm_keras as lk
-from lstm_keras import fused_engine
+from lstm_keras import fused_engine, fused_ops
 
 pytestmark = pytest.mark.tf_only
 
@@ -57,11 +57,11 @@ def test_fgr_initial_states_get_their_gradients(rng):
 def test_the_gate_blocks_follow_the_learned_gates():
     learned, open_ = lk.variants.GATE_MODES.index("learned"), lk.variants.GATE_MODES.index("open")
     every = {"input_gate": learned, "forget_gate": learned, "output_gate": learned}
-    assert fused_engine.lstm_gate_blocks(every) == ([0, 1, 3], [0, 1, 3], 4)  # act and z: i f c/g o
+    assert fused_ops.lstm_gate_blocks(every) == ([0, 1, 3], [0, 1, 3], 4)  # act and z: i f c/g o
     no_forget = {**every, "forget_gate": open_}
-    assert fused_engine.lstm_gate_blocks(no_forget) == ([0, 3], [0, 2], 3)  # z has no f slot
+    assert fused_ops.lstm_gate_blocks(no_forget) == ([0, 3], [0, 2], 3)  # z has no f slot
     t = tf.reshape(tf.range(2 * 8), [2, 8])
-    assert fused_engine.take_blocks(t, [0, 3], 4).numpy().tolist() == [[0, 1, 6, 7], [8, 9, 14, 15]]
+    assert fused_ops.take_blocks(t, [0, 3], 4).numpy().tolist() == [[0, 1, 6, 7], [8, 9, 14, 15]]
 
 
 def test_a_wrong_gate_matrix_is_refused_by_the_kernel():

@@ -29,6 +29,7 @@ using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor
 using MapM = Eigen::Map<Mat, 0, Eigen::OuterStride<>>;
 using CMapM = Eigen::Map<const Mat, 0, Eigen::OuterStride<>>;
 using Arr = Eigen::Array<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using Row = Eigen::Array<float, 1, Eigen::Dynamic>;
 
 // Sequences stay batch-major, [B, T, W], as Keras holds them (no transposes around the op):
 // the rows b0 … b0+nb of step t lie T·W floats apart.
@@ -99,6 +100,23 @@ static void Activate(Act act, const X& x, Y&& y) {
     case Act::kSigmoid2m1: y = 2.f * x.logistic() - 1.f; break;  // the 1997 LSTM's h
     case Act::kSigmoid4m2: y = 4.f * x.logistic() - 2.f; break;  // the 1997 LSTM's g
     case Act::kCount: break;  // refused by GetCode
+  }
+}
+
+// y = σ(x + peep ⊙ c) for every row (peep: one gate's peephole weights). Row by row, because
+// Eigen does not vectorise a broadcast over the rows of a strided block (`c.rowwise() * p` ran
+// 3.6× slower than this loop, making the peephole variants' forward pass twice as slow).
+template <typename Y, typename X, typename C, typename P>
+static void PeepholeGate(Y&& y, const X& x, const C& c, const P& peep) {
+  for (Eigen::Index r = 0; r < y.rows(); ++r) y.row(r) = (x.row(r) + c.row(r) * peep).logistic();
+}
+
+// y += x ⊙ peep for every row, and Σ_rows x ⊙ c into dpeep (a peephole's share of the backward pass).
+template <typename Y, typename X, typename C, typename P, typename D>
+static void PeepholeBack(Y&& y, const X& x, const C& c, const P& peep, D&& dpeep) {
+  for (Eigen::Index r = 0; r < x.rows(); ++r) {
+    y.row(r) += x.row(r) * peep;
+    dpeep += x.row(r) * c.row(r);
   }
 }
 
@@ -181,11 +199,12 @@ REGISTER_OP("LstmSequenceGrad" OP_SUFFIX)
     .Input("c0: float")
     .Input("c: float")
     .Input("act: float")
-    .Input("dh: float")   // [B, T, H]: ∂L/∂h_t from outside the recurrence
-    .Input("dc: float")   // [B, T, H]: ∂L/∂c_t from outside
+    .Input("dh: float")       // [B, T, H]: ∂L/∂h_t from outside the recurrence, or [0]: none
+    .Input("dh_last: float")  // [B, H]: ∂L/∂h_T from outside (the final state), added to dh's last step
+    .Input("dc_last: float")  // [B, H]: ∂L/∂c_T from outside (only c's last step leaves the layer)
     .Input("q: float")    // as LstmSequence's
     .Input("da: float")   // [B, L·H]: ∂L/∂a_T from outside (FGR's final gates), or [B, 0]
-    .Output("dz: float")  // [B, T, S·H]: ∂L/∂z_t
+    .Output("dz: float")  // [B, T, S·H]: ∂L/∂z_t (written over act where it can: S = 4, act not shared)
     .Output("dh0: float")
     .Output("dc0: float")
     .Output("dp: float")  // [3, H]: ∂L/∂p (zeros without peepholes)
@@ -196,7 +215,7 @@ REGISTER_OP("LstmSequenceGrad" OP_SUFFIX)
       ctx->set_output(1, ctx->input(2));
       ctx->set_output(2, ctx->input(2));
       ctx->set_output(3, ctx->input(1));
-      ctx->set_output(4, ctx->input(8));
+      ctx->set_output(4, ctx->input(9));
       return OkStatus();
     });
 
@@ -245,6 +264,7 @@ class LstmSequenceOp : public OpKernel {
     CMapM P(p.flat<float>().data(), 3, H, Eigen::OuterStride<>(H));
     CMapM Q(q.flat<float>().data(), L, L, Eigen::OuterStride<>(fgr ? L : 1));
     const float* A0 = a0.flat<float>().data();
+    const Row pi = P.row(0).array(), pf = P.row(1).array(), po = P.row(2).array();
     const LstmSpec& s = spec_;
     ForBatchChunks(ctx, B, T * H * (G + L) * 4, [&](int64_t b0, int64_t b1) {
       const int64_t nb = b1 - b0;
@@ -264,17 +284,17 @@ class LstmSequenceOp : public OpKernel {
         auto i = a.middleCols(0, H).array(); auto f = a.middleCols(H, H).array();
         auto g = a.middleCols(2 * H, H).array(); auto o = a.middleCols(3 * H, H).array();
         if (s.in != Gate::kLearned) i.setOnes();
-        else if (s.peepholes) i = (pre(s.slot_i) + cp.rowwise() * P.row(0).array()).logistic();
+        else if (s.peepholes) PeepholeGate(i, pre(s.slot_i), cp, pi);
         else i = pre(s.slot_i).logistic();
         if (s.forget == Gate::kOpen) f.setOnes();
         else if (s.forget == Gate::kCoupled) f = 1.f - i;
-        else if (s.peepholes) f = (pre(s.slot_f) + cp.rowwise() * P.row(1).array()).logistic();
+        else if (s.peepholes) PeepholeGate(f, pre(s.slot_f), cp, pf);
         else f = pre(s.slot_f).logistic();
         Activate(s.candidate, pre(s.slot_c), g);
         auto c_new = Step(Cs, T, H, t, b0, nb).array();
         c_new = f * cp + i * g;  // c = f ⊙ c_{t-1} + i ⊙ g
         if (s.out != Gate::kLearned) o.setOnes();
-        else if (s.peepholes) o = (pre(s.slot_o) + c_new.rowwise() * P.row(2).array()).logistic();
+        else if (s.peepholes) PeepholeGate(o, pre(s.slot_o), c_new, po);
         else o = pre(s.slot_o).logistic();
         auto h_new = Step(Hs, T, H, t, b0, nb).array();
         Activate(s.output, c_new, h_new);
@@ -293,8 +313,8 @@ class LstmSequenceGradOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     const Tensor& r = ctx->input(0); const Tensor& p = ctx->input(1); const Tensor& c0 = ctx->input(2);
     const Tensor& c = ctx->input(3); const Tensor& act = ctx->input(4);
-    const Tensor& dh = ctx->input(5); const Tensor& dc = ctx->input(6);
-    const Tensor& q = ctx->input(7); const Tensor& da = ctx->input(8);
+    const Tensor& dh = ctx->input(5); const Tensor& dh_last = ctx->input(6); const Tensor& dc_last = ctx->input(7);
+    const Tensor& q = ctx->input(8); const Tensor& da = ctx->input(9);
     const int64_t B = c.dim_size(0), T = c.dim_size(1), H = c.dim_size(2), G = spec_.slots * H;
     const bool fgr = GateRecurrence(ctx, q, spec_, H);
     if (!ctx->status().ok()) return;
@@ -302,8 +322,15 @@ class LstmSequenceGradOp : public OpKernel {
     OP_REQUIRES(ctx, da.dims() == 2 && da.dim_size(0) == B && da.dim_size(1) == L,
                 errors::InvalidArgument("LstmSequenceGrad: da must be [B, ", L, "]; got ",
                                         da.shape().DebugString()));
+    OP_REQUIRES(ctx, (dh.shape() == c.shape() || dh.NumElements() == 0) && dh_last.shape() == c0.shape() &&
+                         dc_last.shape() == c0.shape(),
+                errors::InvalidArgument("LstmSequenceGrad: dh must be [B, T, H] or [0], dh_last and dc_last [B, H]; "
+                                        "got ", dh.shape().DebugString(), ", ", dh_last.shape().DebugString(), ", ",
+                                        dc_last.shape().DebugString()));
     Tensor *dz, *dh0, *dc0, *dp, *da0;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, G}), &dz));
+    // ∂L/∂z_t takes act_t's place when their shapes agree and nothing else holds act: a step reads
+    // its gates once (copied first) and writes ∂L/∂z over them, saving a (B, T, 4H) buffer.
+    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({4}, 0, TensorShape({B, T, G}), &dz));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, c0.shape(), &dh0));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, c0.shape(), &dc0));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, p.shape(), &dp));
@@ -313,24 +340,30 @@ class LstmSequenceGradOp : public OpKernel {
     mutex dp_lock;  // the chunks' partial sums of ∂L/∂p meet here
     const float* C0 = c0.flat<float>().data(); const float* Cs = c.flat<float>().data();
     const float* A = act.flat<float>().data();
-    const float* DH = dh.flat<float>().data(); const float* DC = dc.flat<float>().data();
+    const float* DH = dh.NumElements() ? dh.flat<float>().data() : nullptr;  // none: only dh_last
     float* DZ = dz->flat<float>().data();
+    const bool in_place = DZ == A;
     CMapM R(r.flat<float>().data(), H, G, Eigen::OuterStride<>(G));
     CMapM P(p.flat<float>().data(), 3, H, Eigen::OuterStride<>(H));
     CMapM Q(q.flat<float>().data(), L, L, Eigen::OuterStride<>(fgr ? L : 1));
+    const Row pi = P.row(0).array(), pf = P.row(1).array(), po = P.row(2).array();
     const LstmSpec& s = spec_;
     ForBatchChunks(ctx, B, T * H * (G + L) * 4, [&](int64_t b0, int64_t b1) {
       const int64_t nb = b1 - b0;
-      Mat dh_next = Mat::Zero(nb, H);  // ∂L/∂h_t through step t+1
-      Mat dc_next = Mat::Zero(nb, H);  // ∂L/∂c_t through step t+1
+      // ∂L/∂h_t and ∂L/∂c_t through step t+1; at t = T−1, what reaches the final state from outside.
+      Mat dh_next = CMapM(dh_last.flat<float>().data() + b0 * H, nb, H, Eigen::OuterStride<>(H));
+      Mat dc_next = CMapM(dc_last.flat<float>().data() + b0 * H, nb, H, Eigen::OuterStride<>(H));
       Mat da_next(nb, L), dgates(nb, L);  // FGR: ∂L/∂a_t through step t+1; ∂L/∂z of the gates
       if (fgr) da_next = CMapM(da.flat<float>().data() + b0 * L, nb, L, Eigen::OuterStride<>(L));
       // FGR: ∂L/∂(gate g of i, f, o) that reaches it through the next step's gates.
       auto from_next = [&](int g) { return da_next.middleCols(s.in_a[g] * H, H).array(); };
       Arr y(nb, H), dy(nb, H), dhv(nb, H), dcv(nb, H), di(nb, H);
       Arr dp_chunk = Arr::Zero(3, H);  // Σ over this chunk's rows and steps: i, f see c_{t-1}, o sees c_t
+      Mat gates_t(in_place ? nb : 0, 4 * H);  // act_t, read before ∂L/∂z_t is written over it
       for (int64_t t = T - 1; t >= 0; --t) {
-        CMapM a = Step(A, T, 4 * H, t, b0, nb);
+        if (in_place) gates_t = Step(A, T, 4 * H, t, b0, nb);
+        CMapM a = in_place ? CMapM(gates_t.data(), nb, 4 * H, Eigen::OuterStride<>(4 * H))
+                           : Step(A, T, 4 * H, t, b0, nb);
         auto i = a.middleCols(0, H).array(); auto f = a.middleCols(H, H).array();
         auto g = a.middleCols(2 * H, H).array(); auto o = a.middleCols(3 * H, H).array();
         auto ct = Step(Cs, T, H, t, b0, nb).array();
@@ -339,15 +372,13 @@ class LstmSequenceGradOp : public OpKernel {
         auto dz = [&](int slot) { return D.middleCols(slot * H, H).array(); };
         Activate(s.output, ct, y);  // ψ(c_t)
         Derivative(s.output, y, dy);
-        dhv = Step(DH, T, H, t, b0, nb).array() + dh_next.array();
-        dcv = Step(DC, T, H, t, b0, nb).array() + dc_next.array() + dhv * o * dy;
+        dhv = dh_next.array();
+        if (DH) dhv += Step(DH, T, H, t, b0, nb).array();
+        dcv = dc_next.array() + dhv * o * dy;
         if (s.out == Gate::kLearned) {
           if (fgr) dz(s.slot_o) = (dhv * y + from_next(2)) * o * (1.f - o);
           else dz(s.slot_o) = dhv * y * o * (1.f - o);
-          if (s.peepholes) {
-            dcv += dz(s.slot_o).rowwise() * P.row(2).array();  // o saw c_t
-            dp_chunk.row(2) += (dz(s.slot_o) * ct).colwise().sum();
-          }
+          if (s.peepholes) PeepholeBack(dcv, dz(s.slot_o), ct, po, dp_chunk.row(2));  // o saw c_t
         }
         dc_next.array() = dcv * f;
         if (s.in == Gate::kLearned) {
@@ -355,18 +386,12 @@ class LstmSequenceGradOp : public OpKernel {
           if (s.forget == Gate::kCoupled) di -= dcv * cp;  // f = 1 − i
           if (fgr) di += from_next(0);
           dz(s.slot_i) = di * i * (1.f - i);
-          if (s.peepholes) {
-            dc_next.array() += dz(s.slot_i).rowwise() * P.row(0).array();
-            dp_chunk.row(0) += (dz(s.slot_i) * cp).colwise().sum();
-          }
+          if (s.peepholes) PeepholeBack(dc_next.array(), dz(s.slot_i), cp, pi, dp_chunk.row(0));
         }
         if (s.forget == Gate::kLearned) {
           if (fgr) dz(s.slot_f) = (dcv * cp + from_next(1)) * f * (1.f - f);
           else dz(s.slot_f) = dcv * cp * f * (1.f - f);
-          if (s.peepholes) {
-            dc_next.array() += dz(s.slot_f).rowwise() * P.row(1).array();
-            dp_chunk.row(1) += (dz(s.slot_f) * cp).colwise().sum();
-          }
+          if (s.peepholes) PeepholeBack(dc_next.array(), dz(s.slot_f), cp, pf, dp_chunk.row(1));
         }
         Derivative(s.candidate, g, dy);
         dz(s.slot_c) = dcv * i * dy;
@@ -452,7 +477,8 @@ REGISTER_OP("GruSequenceGrad" OP_SUFFIX)
     .Input("h0: float")
     .Input("h: float")
     .Input("act: float")
-    .Input("dh: float")     // [B, T, H]: ∂L/∂h_t from outside the recurrence
+    .Input("dh: float")       // [B, T, H]: ∂L/∂h_t from outside the recurrence, or [0]: none
+    .Input("dh_last: float")  // [B, H]: ∂L/∂h_T from outside (the final state), added to dh's last step
     .Output("dxp: float")   // [B, T, S·H]
     .Output("drec: float")  // [B, T, C·H]: ∂L/∂(each recurrent term, its bias included)
     .Output("dh0: float")
@@ -543,19 +569,25 @@ class GruSequenceGradOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     const Tensor& u = ctx->input(0); const Tensor& h0 = ctx->input(1);
     const Tensor& h = ctx->input(2); const Tensor& act = ctx->input(3); const Tensor& dh = ctx->input(4);
+    const Tensor& dh_last = ctx->input(5);
     const GruSpec& s = spec_;
     const int64_t B = h.dim_size(0), T = h.dim_size(1), H = h.dim_size(2), S = s.slots * H, C = s.cols * H;
+    OP_REQUIRES(ctx, (dh.shape() == h.shape() || dh.NumElements() == 0) && dh_last.shape() == h0.shape(),
+                errors::InvalidArgument("GruSequenceGrad: dh must be [B, T, H] or [0], dh_last [B, H]; got ",
+                                        dh.shape().DebugString(), ", ", dh_last.shape().DebugString()));
     Tensor *dxp, *drec, *dh0;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, S}), &dxp));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, T, C}), &drec));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, h0.shape(), &dh0));
     const float* H0 = h0.flat<float>().data(); const float* Hs = h.flat<float>().data();
-    const float* A = act.flat<float>().data(); const float* DH = dh.flat<float>().data();
+    const float* A = act.flat<float>().data();
+    const float* DH = dh.NumElements() ? dh.flat<float>().data() : nullptr;  // none: only dh_last
     float* DX = dxp->flat<float>().data(); float* DR = drec->flat<float>().data();
     CMapM U(u.flat<float>().data(), H, C, Eigen::OuterStride<>(C));
     ForBatchChunks(ctx, B, T * H * C * 4, [&](int64_t b0, int64_t b1) {
       const int64_t nb = b1 - b0;
-      Mat dh_next = Mat::Zero(nb, H);  // ∂L/∂h_t through step t+1
+      // ∂L/∂h_t through step t+1; at t = T−1, what reaches the final state from outside.
+      Mat dh_next = CMapM(dh_last.flat<float>().data() + b0 * H, nb, H, Eigen::OuterStride<>(H));
       Mat back(nb, H);                 // a recurrent term's ∂ carried back through its U
       Arr dhv(nb, H), dhc(nb, H), dz(nb, H), dr(nb, H);
       for (int64_t t = T - 1; t >= 0; --t) {
@@ -567,7 +599,8 @@ class GruSequenceGradOp : public OpKernel {
         auto drt = [&](int col) { return Dr.middleCols(col * H, H).array(); };
         auto Z = At.middleCols(0, H).array(); auto R = At.middleCols(H, H).array();
         auto Hc = At.middleCols(2 * H, H).array(); auto Rh = At.middleCols(3 * H, H).array();
-        dhv = Step(DH, T, H, t, b0, nb).array() + dh_next.array();
+        dhv = dh_next.array();
+        if (DH) dhv += Step(DH, T, H, t, b0, nb).array();
         switch (s.update) {  // h's dependence on z, h̃ and h_{t-1} directly
           case Update::kKeeps: dz = dhv * (Hp.array() - Hc); dhc = dhv * (1.f - Z); dh_next.array() = dhv * Z; break;
           case Update::kWrites: dz = dhv * (Hc - Hp.array()); dhc = dhv * Z; dh_next.array() = dhv * (1.f - Z); break;
