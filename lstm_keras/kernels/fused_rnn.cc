@@ -12,6 +12,7 @@
 // Build: python -m lstm_keras.fused_engine build (g++ and TensorFlow's headers).
 #include <cmath>
 #include <algorithm>
+#include <vector>
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -44,6 +45,61 @@ static CMapM Previous(const float* seq, const float* init, int64_t T, int64_t W,
                       int64_t nb) {
   return t ? Step(seq, T, W, t - 1, b0, nb) : CMapM(init + b0 * W, nb, W, Eigen::OuterStride<>(W));
 }
+
+// A weight matrix W (depth × n) that multiplies a small block on every step, packed once per op.
+// Eigen's product packs both factors on every call; for W that repacking took a fifth of a step
+// at 256 units (more backwards, where W is the transpose of the stored matrix). Eigen's own
+// packing and GEBP micro-kernel run here, so every rung of the flag ladder keeps its SIMD.
+// In column-major terms y += x·W is yᵀ += Wᵀ·xᵀ: Wᵀ is GEBP's left factor, packed once, and
+// xᵀ (a few rows of the batch) its right factor, packed per step.
+class PackedWeight {
+ public:
+  using Index = Eigen::Index;
+  // W = w (row-major, depth × n, rows ld apart), or, `transposed`, W = wᵀ for a row-major w (n × depth).
+  PackedWeight(const float* w, Index depth, Index n, Index ld, bool transposed)
+      : depth_(depth), n_(n), packed_(depth * n + kSlack) {
+    if (depth == 0 || n == 0) return;
+    if (transposed) Pack<Eigen::RowMajor>(w, ld);
+    else Pack<Eigen::ColMajor>(w, ld);
+  }
+  // Floats of headroom after packed blocks: GEBP's loads run at most a few packets ahead.
+  static constexpr Index kSlack = 256;
+
+  // y += x·W for x (nb × depth) and y (nb × n), row-major blocks with any row stride; `scratch`
+  // holds at least depth·nb floats (one per thread).
+  template <typename X, typename Y>
+  void AddProduct(const X& x, Y&& y, float* scratch) const {
+    const Index nb = x.rows();
+    if (nb == 0 || depth_ == 0 || n_ == 0) return;
+    using RhsMapper = Eigen::internal::const_blas_data_mapper<float, Index, Eigen::ColMajor>;
+    using ResMapper = Eigen::internal::blas_data_mapper<float, Index, Eigen::ColMajor, Eigen::Unaligned, 1>;
+    Eigen::internal::gemm_pack_rhs<float, Index, RhsMapper, Traits::nr, Eigen::ColMajor> pack_rhs;
+    Eigen::internal::gebp_kernel<float, float, Index, ResMapper, Traits::mr, Traits::nr, false, false> gebp;
+    pack_rhs(scratch, RhsMapper(x.data(), x.outerStride()), depth_, nb);
+    gebp(ResMapper(y.data(), y.outerStride()), packed_.data(), scratch, n_, depth_, nb, 1.0f);
+  }
+  // y = x·W
+  template <typename X, typename Y>
+  void Product(const X& x, Y&& y, float* scratch) const {
+    y.setZero();
+    AddProduct(x, y, scratch);
+  }
+
+ private:
+  using Traits = Eigen::internal::gebp_traits<float, float>;
+  template <int Order>
+  void Pack(const float* w, Index ld) {  // Wᵀ (n × depth) as GEBP's left factor
+    using Mapper = Eigen::internal::const_blas_data_mapper<float, Index, Order>;
+    Eigen::internal::gemm_pack_lhs<float, Index, Mapper, Traits::mr, Traits::LhsProgress,
+                                   typename Traits::LhsPacket4Packing, Order> pack;
+    pack(packed_.data(), Mapper(w, ld), depth_, n_);
+  }
+  Index depth_, n_;
+  std::vector<float, Eigen::aligned_allocator<float>> packed_;
+};
+
+// Room for the per-step packing of PackedWeight::AddProduct, for `nb` rows and the deepest weight.
+using Scratch = std::vector<float, Eigen::aligned_allocator<float>>;
 
 // Split the batch across the intra-op threads: each chunk of rows runs the whole recurrence.
 template <typename F>
@@ -260,21 +316,21 @@ class LstmSequenceOp : public OpKernel {
     const float* H0 = h0.flat<float>().data(); const float* C0 = c0.flat<float>().data();
     float* Hs = h->flat<float>().data(); float* Cs = c->flat<float>().data();
     float* A = act->flat<float>().data();
-    CMapM R(r.flat<float>().data(), H, G, Eigen::OuterStride<>(G));
     CMapM P(p.flat<float>().data(), 3, H, Eigen::OuterStride<>(H));
-    CMapM Q(q.flat<float>().data(), L, L, Eigen::OuterStride<>(fgr ? L : 1));
     const float* A0 = a0.flat<float>().data();
     const Row pi = P.row(0).array(), pf = P.row(1).array(), po = P.row(2).array();
+    const PackedWeight Rw(r.flat<float>().data(), H, G, G, false), Qw(q.flat<float>().data(), L, L, L, false);
     const LstmSpec& s = spec_;
     ForBatchChunks(ctx, B, T * H * (G + L) * 4, [&](int64_t b0, int64_t b1) {
       const int64_t nb = b1 - b0;
       Mat z(nb, G), gates(nb, L), from_gates(nb, L);  // FGR: a_{t-1} and a_{t-1} Q
+      Scratch scratch(std::max(H, L) * nb + PackedWeight::kSlack);
       if (fgr) gates = CMapM(A0 + b0 * L, nb, L, Eigen::OuterStride<>(L));
       for (int64_t t = 0; t < T; ++t) {
         z = Step(X, T, G, t, b0, nb);
-        z.noalias() += Previous(Hs, H0, T, H, t, b0, nb) * R;
+        Rw.AddProduct(Previous(Hs, H0, T, H, t, b0, nb), z, scratch.data());  // z = W x + b + R h_{t-1}
         if (fgr) {
-          from_gates.noalias() = gates * Q;
+          Qw.Product(gates, from_gates, scratch.data());  // a_{t-1} Q
           for (int k = 0; k < s.learned; ++k) z.middleCols(s.z_slot[k] * H, H) += from_gates.middleCols(k * H, H);
         }
         auto cp = Previous(Cs, C0, T, H, t, b0, nb).array();
@@ -343,13 +399,13 @@ class LstmSequenceGradOp : public OpKernel {
     const float* DH = dh.NumElements() ? dh.flat<float>().data() : nullptr;  // none: only dh_last
     float* DZ = dz->flat<float>().data();
     const bool in_place = DZ == A;
-    CMapM R(r.flat<float>().data(), H, G, Eigen::OuterStride<>(G));
     CMapM P(p.flat<float>().data(), 3, H, Eigen::OuterStride<>(H));
-    CMapM Q(q.flat<float>().data(), L, L, Eigen::OuterStride<>(fgr ? L : 1));
     const Row pi = P.row(0).array(), pf = P.row(1).array(), po = P.row(2).array();
+    const PackedWeight Rt(r.flat<float>().data(), G, H, G, true), Qt(q.flat<float>().data(), L, L, L, true);
     const LstmSpec& s = spec_;
     ForBatchChunks(ctx, B, T * H * (G + L) * 4, [&](int64_t b0, int64_t b1) {
       const int64_t nb = b1 - b0;
+      Scratch scratch(std::max(G, L) * nb + PackedWeight::kSlack);
       // ∂L/∂h_t and ∂L/∂c_t through step t+1; at t = T−1, what reaches the final state from outside.
       Mat dh_next = CMapM(dh_last.flat<float>().data() + b0 * H, nb, H, Eigen::OuterStride<>(H));
       Mat dc_next = CMapM(dc_last.flat<float>().data() + b0 * H, nb, H, Eigen::OuterStride<>(H));
@@ -395,10 +451,10 @@ class LstmSequenceGradOp : public OpKernel {
         }
         Derivative(s.candidate, g, dy);
         dz(s.slot_c) = dcv * i * dy;
-        dh_next.noalias() = D * R.transpose();
+        Rt.Product(D, dh_next, scratch.data());  // ∂L/∂z_t Rᵀ
         if (fgr) {
           for (int k = 0; k < s.learned; ++k) dgates.middleCols(k * H, H) = D.middleCols(s.z_slot[k] * H, H);
-          da_next.noalias() = dgates * Q.transpose();
+          Qt.Product(dgates, da_next, scratch.data());  // ∂L/∂z_gates Qᵀ
         }
       }
       if (fgr) MapM(da0->flat<float>().data() + b0 * L, nb, L, Eigen::OuterStride<>(L)) = da_next;
@@ -512,20 +568,23 @@ class GruSequenceOp : public OpKernel {
     const int64_t S = s.slots * H, C = s.cols * H;
     const float* X = xp.flat<float>().data(); const float* H0 = h0.flat<float>().data();
     float* Hs = h->flat<float>().data(); float* A = act->flat<float>().data();
-    CMapM U(u.flat<float>().data(), H, C, Eigen::OuterStride<>(C));
+    const float* U = u.flat<float>().data();  // [H, C]: the blocks of U side by side
     Eigen::Map<const Eigen::Array<float, 1, Eigen::Dynamic>> rbv(rb.flat<float>().data(), C);
+    const PackedWeight shared(U + s.shared_lo * H, H, s.shared_n * H, C, false);  // the terms on h_{t-1}
+    const PackedWeight Uz(U + std::max(s.col_z, 0) * H, H, s.z_operand == Operand::kTanhState ? H : 0, C, false);
+    const PackedWeight Uh(U + s.col_h * H, H, s.reset_after ? 0 : H, C, false);  // reset before: U_h (r ⊙ h)
     ForBatchChunks(ctx, B, T * H * C * 4, [&](int64_t b0, int64_t b1) {
       const int64_t nb = b1 - b0;
       Mat rec(nb, C), operand(nb, H);
+      Scratch scratch(H * nb + PackedWeight::kSlack);
       for (int64_t t = 0; t < T; ++t) {
         CMapM Hp = Previous(Hs, H0, T, H, t, b0, nb);
         CMapM Xt = Step(X, T, S, t, b0, nb);
         MapM At = Step(A, T, 4 * H, t, b0, nb);
-        if (s.shared_n) rec.middleCols(s.shared_lo * H, s.shared_n * H).noalias() =
-            Hp * U.middleCols(s.shared_lo * H, s.shared_n * H);
+        if (s.shared_n) shared.Product(Hp, rec.middleCols(s.shared_lo * H, s.shared_n * H), scratch.data());
         if (s.z_operand == Operand::kTanhState) {
           operand.array() = Hp.array().tanh();
-          rec.middleCols(s.col_z * H, H).noalias() = operand * U.middleCols(s.col_z * H, H);
+          Uz.Product(operand, rec.middleCols(s.col_z * H, H), scratch.data());
         }
         rec.array().rowwise() += rbv;  // (reset before: the h term is overwritten below)
         auto x = [&](int slot) { return Xt.middleCols(slot * H, H).array(); };
@@ -539,7 +598,7 @@ class GruSequenceOp : public OpKernel {
           Hc = (x(s.slot_h) + R * Rh).tanh();  // h̃, reset after the product
         } else {
           operand.array() = R * Hp.array();
-          rec.middleCols(s.col_h * H, H).noalias() = operand * U.middleCols(s.col_h * H, H);
+          Uh.Product(operand, rec.middleCols(s.col_h * H, H), scratch.data());
           term(s.col_h).rowwise() += rbv.segment(s.col_h * H, H);
           Hc = (x(s.slot_h) + term(s.col_h)).tanh();  // h̃, reset before the product
         }
@@ -583,9 +642,14 @@ class GruSequenceGradOp : public OpKernel {
     const float* A = act.flat<float>().data();
     const float* DH = dh.NumElements() ? dh.flat<float>().data() : nullptr;  // none: only dh_last
     float* DX = dxp->flat<float>().data(); float* DR = drec->flat<float>().data();
-    CMapM U(u.flat<float>().data(), H, C, Eigen::OuterStride<>(C));
+    const float* U = u.flat<float>().data();  // [H, C]: the blocks of U side by side
+    // Backwards each block of U multiplies as its transpose.
+    const PackedWeight shared(U + s.shared_lo * H, s.shared_n * H, H, C, true);
+    const PackedWeight Uz(U + std::max(s.col_z, 0) * H, s.z_operand == Operand::kTanhState ? H : 0, H, C, true);
+    const PackedWeight Uh(U + s.col_h * H, s.reset_after ? 0 : H, H, C, true);
     ForBatchChunks(ctx, B, T * H * C * 4, [&](int64_t b0, int64_t b1) {
       const int64_t nb = b1 - b0;
+      Scratch scratch(C * nb + PackedWeight::kSlack);
       // ∂L/∂h_t through step t+1; at t = T−1, what reaches the final state from outside.
       Mat dh_next = CMapM(dh_last.flat<float>().data() + b0 * H, nb, H, Eigen::OuterStride<>(H));
       Mat back(nb, H);                 // a recurrent term's ∂ carried back through its U
@@ -613,7 +677,7 @@ class GruSequenceGradOp : public OpKernel {
           dr = dhc * Rh;
         } else {  // the term U_h (r ⊙ h_{t-1})
           drt(s.col_h) = dhc;
-          back.noalias() = Dr.middleCols(s.col_h * H, H) * U.middleCols(s.col_h * H, H).transpose();
+          Uh.Product(Dr.middleCols(s.col_h * H, H), back, scratch.data());
           dr = back.array() * Hp.array();
           dh_next.array() += back.array() * R;
         }
@@ -625,12 +689,11 @@ class GruSequenceGradOp : public OpKernel {
           dx(s.slot_z) = dz * Z * (1.f - Z);
           if (s.z_operand != Operand::kNone) drt(s.col_z) = dx(s.slot_z);
           if (s.z_operand == Operand::kTanhState) {  // the term U_z tanh(h_{t-1})
-            back.noalias() = Dr.middleCols(s.col_z * H, H) * U.middleCols(s.col_z * H, H).transpose();
+            Uz.Product(Dr.middleCols(s.col_z * H, H), back, scratch.data());
             dh_next.array() += back.array() * (1.f - Hp.array().tanh().square());
           }
         }
-        if (s.shared_n) dh_next.noalias() += Dr.middleCols(s.shared_lo * H, s.shared_n * H) *
-                                             U.middleCols(s.shared_lo * H, s.shared_n * H).transpose();
+        if (s.shared_n) shared.AddProduct(Dr.middleCols(s.shared_lo * H, s.shared_n * H), dh_next, scratch.data());
       }
       MapM(dh0->flat<float>().data() + b0 * H, nb, H, Eigen::OuterStride<>(H)) = dh_next;
     });
