@@ -126,7 +126,7 @@ def lstm_sequence(kernel, attrs: dict, xp, r, p, h0, c0, q, a0, return_sequences
         final = [h[:, -1], c[:, -1]] + ([take_blocks(act[:, -1], act_blocks, 4)] if fgr else [])
 
         def grad(*douts):
-            dh = _sequence_grad(douts[0], h) if return_sequences else _sequence_grad(None, h)
+            dh = _sequence_grad(douts[0] if return_sequences else None, h)
             dh_last, dc_last, *da_last = douts[1:] if return_sequences else douts
             # FGR's final gates are read from act's last step: their gradient enters there.
             da = _or_zeros(da_last[0], a0) if fgr else tf.zeros_like(a0)
