@@ -3,14 +3,13 @@ layer and writes ∂L/∂z over the forward's gate activations (lstm_keras/fused
 
 import pytest
 import tensorflow as tf
-from test_fused_engine import _assert_same, _kernel, _layers, _lstm_kwargs  # noqa: F401
+from test_fused_engine import B, F, T, U, _assert_same, _kernel, _layers, _lstm_kwargs, _outputs_and_grads  # noqa: F401
 
 import lstm_keras as lk
 from lstm_keras import fused_engine
 
 pytestmark = pytest.mark.tf_only
 
-B, T, F, U = 5, 9, 4, 6
 OPTIONS = [
     {"return_sequences": True, "return_state": True},
     {"return_sequences": False, "return_state": True},
@@ -19,19 +18,10 @@ OPTIONS = [
 
 
 def _traced_outputs_and_grads(layer, x):
-    """Outputs and gradients from one traced function, as a training step computes them: the
-    graph frees the gate activations once the backward op is their last reader, so that op
-    may write ∂L/∂z into their buffer (eagerly, the tape still holds them and it cannot)."""
-
-    @tf.function(autograph=False)
-    def step(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            out = layer(x)
-            loss = sum(tf.reduce_sum(tf.sin(3.0 * t)) for t in tf.nest.flatten(out))
-        return tf.nest.flatten(out), tape.gradient(loss, [x, *layer.trainable_weights])
-
-    return step(tf.convert_to_tensor(x))
+    """`_outputs_and_grads` traced, as a training step runs: the graph frees the gate activations
+    once the backward op is their last reader, so that op may write ∂L/∂z into their buffer
+    (eagerly, the tape still holds them and it cannot)."""
+    return tf.function(lambda x: _outputs_and_grads(layer, x), autograph=False)(tf.constant(x))
 
 
 # keras / vanilla / NP: ∂L/∂z has the gates' 4 blocks (written in place); NFG, CIFG: 3 (a new

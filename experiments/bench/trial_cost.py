@@ -83,8 +83,9 @@ def format_table(marks: dict) -> str:
     width = max(len(k) for k in marks)
     lines = [f"{'phase':{width}s}  seconds"]
     lines += [f"{name:{width}s}  {seconds:7.2f}" for name, seconds in marks.items()]
-    first = [k for k in marks if k.startswith("trial 1")][0]
-    fresh = sum(v for k, v in marks.items() if list(marks).index(k) <= list(marks).index(first))
+    names = list(marks)
+    first = next(i for i, name in enumerate(names) if name.startswith("trial 1"))
+    fresh = sum(marks[name] for name in names[: first + 1])
     lines.append(f"{'a fresh process to its first trial done':{width}s}  {fresh:7.2f}")
     return "\n".join(lines)
 
