@@ -139,7 +139,8 @@ def test_the_page_states_each_studys_wall_time_from_its_runs(tmp_path):
         }
     ).to_csv(tmp_path / "timed" / "runs.csv", index=False)
     verdicts.write(tmp_path)
-    assert verdicts.wall_times(tmp_path) == {"timed": 90.0, "untimed": None}
+    # 19:20–19:30 nobody ran: 80 minutes, not the 90 from first start to last end.
+    assert verdicts.wall_times(tmp_path) == {"timed": 80.0, "untimed": None}
     assert (
-        "timed 90 min, untimed not recorded; 1.5 h for the 1 timed." in (tmp_path / "verdicts.md").read_text()
+        "timed 80 min, untimed not recorded; 1.3 h for the 1 timed." in (tmp_path / "verdicts.md").read_text()
     )

@@ -115,17 +115,18 @@ def markdown(merged: list[dict], studies: list[str]) -> str:
 
 
 def wall_times(folder: Path) -> dict[str, float | None]:
-    """Minutes from each study's first trial start to its last trial end (its runs.csv; None for
-    a report made before runs.csv had times)."""
+    """Minutes during which some trial of each study ran (its runs.csv; experiments/report/timing.py;
+    None for a report made before runs.csv had times)."""
     import pandas as pd
+
+    from experiments.report.timing import running_time
 
     minutes: dict[str, float | None] = {}
     for path in sorted(folder.glob("*/claims.json")):
         runs = path.parent / "runs.csv"
         table = pd.read_csv(runs) if runs.is_file() else pd.DataFrame()
         if {"start_time", "end_time"} <= set(table.columns) and table["end_time"].notna().any():
-            span = pd.to_datetime(table["end_time"]).max() - pd.to_datetime(table["start_time"]).min()
-            minutes[path.parent.name] = span.total_seconds() / 60
+            minutes[path.parent.name] = running_time(table["start_time"], table["end_time"])[0]
         else:
             minutes[path.parent.name] = None
     return minutes
@@ -135,7 +136,8 @@ def timing_line(minutes: dict[str, float | None]) -> str:
     known = {k: v for k, v in minutes.items() if v is not None}
     parts = [f"{k} {v:.0f} min" if v is not None else f"{k} not recorded" for k, v in minutes.items()]
     total = f"; {sum(known.values()) / 60:.1f} h for the {len(known)} timed" if known else ""
-    return f"Wall time of each study's trials (first start to last end, runs.csv): {', '.join(parts)}{total}."
+    what = "Time each study's trials took (minutes with a trial running, runs.csv)"
+    return f"{what}: {', '.join(parts)}{total}."
 
 
 def write(folder: Path) -> list[dict]:

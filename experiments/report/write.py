@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from experiments.report import divergence, stats
+from experiments.report import divergence, stats, timing
 from experiments.report.claim_evaluation import Options
 from experiments.report.load import SweepResults
 from experiments.report.metrics import FLOW, FLOW_FINAL, JUDGED, PRIMARY, task_metric
@@ -171,9 +171,13 @@ def provenance_note(mine: pd.DataFrame) -> str:
     if "end_time" in mine and mine["end_time"].notna().any():
         start, end = pd.to_datetime(mine["start_time"]), pd.to_datetime(mine["end_time"])
         busy = (end - start).dt.total_seconds().sum() / 60
+        running, sittings = timing.running_time(start, end)
+        last = (
+            f"{end.max():%H:%M}" if end.max().date() == start.min().date() else f"{end.max():%Y-%m-%d %H:%M}"
+        )
         times = (
-            f" Trials ran {start.min():%Y-%m-%d %H:%M}–{end.max():%H:%M} UTC "
-            f"({(end.max() - start.min()).total_seconds() / 60:.0f} min of wall time, "
+            f" Trials ran {start.min():%Y-%m-%d %H:%M}–{last} UTC "
+            f"({running:.0f} min with a trial running{f', in {sittings} sittings' if sittings > 1 else ''}, "
             f"{busy:.0f} trial-minutes)."
         )
     engine = mine["engine"].fillna("?") + mine["kernel_flags"].map(
