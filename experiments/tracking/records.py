@@ -116,14 +116,20 @@ def _name_value(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+# Prose and reports do not change what a run computes, and a study writes each sweep's report into
+# docs/ before its next sweep starts: edits there leave the checkout clean for a run's records.
+NOT_CODE = (":(exclude)docs", ":(exclude)README.md")
+
+
 def git_commit() -> tuple[str, bool]:
-    """(commit, dirty) of the project checkout, or ("unknown", False) outside git."""
+    """(commit, dirty) of the project checkout, or ("unknown", False) outside git; dirty: a
+    tracked file other than docs/ and README.md differs from the commit."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *NOT_CODE],
             cwd=PROJECT_ROOT,
             capture_output=True,
             text=True,
