@@ -176,15 +176,13 @@ def run(layer, sequences, initial_state):
     )
     inputs = tf.reverse(sequences, [1]) if layer.go_backwards else sequences
     batch, steps = tf.shape(inputs)[0], tf.shape(inputs)[1]
-    # W x + b for every step in one product; everything stays batch-major (B, T, ·).
-    xp = cell.project_inputs(tf.reshape(inputs, [-1, inputs.shape[-1]]), weights=weights)
-    xp = tf.reshape(xp, [batch, steps, xp.shape[-1]])
+    dtype = inputs.dtype
     if initial_state is None:
         initial_state = cell.get_initial_state(batch_size=batch)
     states = [tf.convert_to_tensor(s, sequences.dtype) for s in tf.nest.flatten(initial_state)]
     if isinstance(cell, LSTMCell):
         v = cell.variant
-        zeros = tf.zeros([cell.units], xp.dtype)
+        zeros = tf.zeros([cell.units], dtype)
         peepholes = tf.stack([weights["peephole"].get(g, zeros) for g in "ifo"])
         attrs = {
             "input_gate": GATE_MODES.index(v.input_gate),
@@ -195,11 +193,14 @@ def run(layer, sequences, initial_state):
             "output_activation": kernel_code(serialize_activation(cell.output_activation)),
         }
         q = weights["gate_recurrent_kernel"]
-        q, a0 = (tf.zeros([0, 0], xp.dtype), tf.zeros([batch, 0], xp.dtype)) if q is None else (q, states[2])
+        q, a0 = (tf.zeros([0, 0], dtype), tf.zeros([batch, 0], dtype)) if q is None else (q, states[2])
+        bias = weights["bias"]
         h, final = fused_ops.lstm_sequence(
             k,
             attrs,
-            xp,
+            inputs,
+            weights["kernel"],
+            tf.zeros([weights["kernel"].shape[-1]], dtype) if bias is None else bias,
             weights["recurrent_kernel"],
             peepholes,
             states[0],
@@ -209,9 +210,12 @@ def run(layer, sequences, initial_state):
             layer.return_sequences,
         )  # final: h_T, c_T and, for FGR, the learned gates of the last step (its third state)
     else:
+        # The input terms of every step in one product; everything stays batch-major (B, T, ·).
+        xp = cell.project_inputs(tf.reshape(inputs, [-1, inputs.shape[-1]]), weights=weights)
+        xp = tf.reshape(xp, [batch, steps, xp.shape[-1]])
         _, recurrent_bias = cell._biases(weights["bias"])
         if recurrent_bias is None:  # reset before the product, or no bias: no recurrent bias
-            recurrent_bias = tf.zeros([weights["recurrent_kernel"].shape[1]], xp.dtype)
+            recurrent_bias = tf.zeros([weights["recurrent_kernel"].shape[1]], dtype)
         h, final = fused_ops.gru_sequence(
             k,
             gru_attrs(cell.variant),

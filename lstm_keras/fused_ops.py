@@ -114,14 +114,20 @@ def _sequence_grad(grad, like: tf.Tensor) -> tf.Tensor:
     return tf.zeros([0], like.dtype) if grad is None else grad
 
 
-def lstm_sequence(kernel, attrs: dict, xp, r, p, h0, c0, q, a0, return_sequences: bool):
+def lstm_sequence(kernel, attrs: dict, inputs, w, b, r, p, h0, c0, q, a0, return_sequences: bool):
     """(h for every step, or None unless `return_sequences`; [h_T, c_T] and, for FGR, its learned
-    gates of the last step): the LstmSequence op, differentiated by LstmSequenceGrad."""
+    gates of the last step): xp = W x + b for every step, then the LstmSequence op, differentiated
+    by LstmSequenceGrad and the projection's own products."""
     act_blocks, z_blocks, slots = lstm_gate_blocks(attrs)
     fgr = q.shape[0] != 0
 
     @tf.custom_gradient
-    def sequence(xp, r, p, h0, c0, q, a0):
+    def sequence(inputs, w, b, r, p, h0, c0, q, a0):
+        # W x + b inside the custom gradient: the op is then xp's only reader and (with all four
+        # gates) writes act over it; passed in from outside, xp would be held for the gradient's
+        # bookkeeping until the op ends, and act would need a buffer of its own.
+        x = tf.reshape(inputs, [-1, inputs.shape[-1]])
+        xp = tf.reshape(tf.matmul(x, w) + b, [tf.shape(inputs)[0], tf.shape(inputs)[1], w.shape[-1]])
         h, c, act = kernel.op("LstmSequence")(xp, r, p, h0, c0, q, a0, **attrs)
         final = [h[:, -1], c[:, -1]] + ([take_blocks(act[:, -1], act_blocks, 4)] if fgr else [])
 
@@ -136,11 +142,15 @@ def lstm_sequence(kernel, attrs: dict, xp, r, p, h0, c0, q, a0, return_sequences
             dq = tf.zeros_like(q)
             if fgr:  # Σ_t a_{t-1}ᵀ ∂L/∂z_t over the gates' columns
                 dq = weight_gradient(a0, take_blocks(act, act_blocks, 4), take_blocks(dz, z_blocks, slots))
-            return dz, weight_gradient(h0, h, dz), dp, dh0, dc0, dq, da0
+            dr = weight_gradient(h0, h, dz)
+            dz = tf.reshape(dz, [-1, w.shape[-1]])  # the products of xp = x W + b, differentiated
+            dx = tf.reshape(tf.matmul(dz, w, transpose_b=True), tf.shape(inputs))
+            dw, db = tf.matmul(x, dz, transpose_a=True), tf.reduce_sum(dz, axis=0)
+            return dx, dw, db, dr, dp, dh0, dc0, dq, da0
 
         return ([h] if return_sequences else []) + final, grad
 
-    outputs = sequence(xp, r, p, h0, c0, q, a0)
+    outputs = sequence(inputs, w, b, r, p, h0, c0, q, a0)
     return (outputs[0], outputs[1:]) if return_sequences else (None, list(outputs))
 
 

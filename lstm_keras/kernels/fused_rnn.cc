@@ -311,7 +311,11 @@ class LstmSequenceOp : public OpKernel {
     Tensor *h, *c, *act;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, H}), &h));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, T, H}), &c));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, T, 4 * H}), &act));
+    // With all four slots, z_t has act_t's layout: each step sums z into act_t and activates it in
+    // place, and act takes over xp's buffer when nothing else holds xp (no copy, one (B, T, 4H) less).
+    const bool in_act = spec_.slots == 4;
+    if (in_act) OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 2, xp.shape(), &act));
+    else OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, T, 4 * H}), &act));
     const float* X = xp.flat<float>().data();
     const float* H0 = h0.flat<float>().data(); const float* C0 = c0.flat<float>().data();
     float* Hs = h->flat<float>().data(); float* Cs = c->flat<float>().data();
@@ -323,20 +327,22 @@ class LstmSequenceOp : public OpKernel {
     const LstmSpec& s = spec_;
     ForBatchChunks(ctx, B, T * H * (G + L) * 4, [&](int64_t b0, int64_t b1) {
       const int64_t nb = b1 - b0;
-      Mat z(nb, G), gates(nb, L), from_gates(nb, L);  // FGR: a_{t-1} and a_{t-1} Q
+      Mat z_own(in_act ? 0 : nb, G), gates(nb, L), from_gates(nb, L);  // FGR: a_{t-1} and a_{t-1} Q
       Scratch scratch(std::max(H, L) * nb + PackedWeight::kSlack);
       if (fgr) gates = CMapM(A0 + b0 * L, nb, L, Eigen::OuterStride<>(L));
       for (int64_t t = 0; t < T; ++t) {
-        z = Step(X, T, G, t, b0, nb);
+        // The gates are computed where the backward pass will read them.
+        MapM a = Step(A, T, 4 * H, t, b0, nb);
+        MapM z = in_act ? a : MapM(z_own.data(), nb, G, Eigen::OuterStride<>(G));
+        if (z.data() != Step(X, T, G, t, b0, nb).data()) z = Step(X, T, G, t, b0, nb);
         Rw.AddProduct(Previous(Hs, H0, T, H, t, b0, nb), z, scratch.data());  // z = W x + b + R h_{t-1}
         if (fgr) {
           Qw.Product(gates, from_gates, scratch.data());  // a_{t-1} Q
           for (int k = 0; k < s.learned; ++k) z.middleCols(s.z_slot[k] * H, H) += from_gates.middleCols(k * H, H);
         }
         auto cp = Previous(Cs, C0, T, H, t, b0, nb).array();
+        // In place (in_act): each gate reads its own block of z before writing it.
         auto pre = [&](int slot) { return z.middleCols(slot * H, H).array(); };
-        // The gates are computed where the backward pass will read them.
-        MapM a = Step(A, T, 4 * H, t, b0, nb);
         auto i = a.middleCols(0, H).array(); auto f = a.middleCols(H, H).array();
         auto g = a.middleCols(2 * H, H).array(); auto o = a.middleCols(3 * H, H).array();
         if (s.in != Gate::kLearned) i.setOnes();
