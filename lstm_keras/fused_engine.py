@@ -211,15 +211,18 @@ def run(layer, sequences, initial_state):
         )  # final: h_T, c_T and, for FGR, the learned gates of the last step (its third state)
     else:
         # The input terms of every step in one product; everything stays batch-major (B, T, ·).
-        xp = cell.project_inputs(tf.reshape(inputs, [-1, inputs.shape[-1]]), weights=weights)
-        xp = tf.reshape(xp, [batch, steps, xp.shape[-1]])
-        _, recurrent_bias = cell._biases(weights["bias"])
+        terms = cell.input_terms(tf.reshape(inputs, [-1, inputs.shape[-1]]), weights["kernel"])
+        terms = tf.reshape(terms, [batch, steps, terms.shape[-1]])
+        input_bias, recurrent_bias = cell._biases(weights["bias"])
+        if input_bias is None:
+            input_bias = tf.zeros([terms.shape[-1]], dtype)
         if recurrent_bias is None:  # reset before the product, or no bias: no recurrent bias
             recurrent_bias = tf.zeros([weights["recurrent_kernel"].shape[1]], dtype)
         h, final = fused_ops.gru_sequence(
             k,
             gru_attrs(cell.variant),
-            xp,
+            terms,
+            input_bias,
             weights["recurrent_kernel"],
             recurrent_bias,
             states[0],

@@ -136,17 +136,16 @@ def lstm_sequence(kernel, attrs: dict, inputs, w, b, r, p, h0, c0, q, a0, return
             dh_last, dc_last, *da_last = douts[1:] if return_sequences else douts
             # FGR's final gates are read from act's last step: their gradient enters there.
             da = _or_zeros(da_last[0], a0) if fgr else tf.zeros_like(a0)
-            dz, dh0, dc0, dp, da0 = kernel.op("LstmSequenceGrad")(
+            dz, dh0, dc0, dp, da0, db = kernel.op("LstmSequenceGrad")(
                 r, p, c0, c, act, dh, _or_zeros(dh_last, h0), _or_zeros(dc_last, c0), q, da, **attrs
             )  # dp: i and f saw c_{t-1}, o saw c_t; zeros for a gate without a peephole
             dq = tf.zeros_like(q)
             if fgr:  # Σ_t a_{t-1}ᵀ ∂L/∂z_t over the gates' columns
                 dq = weight_gradient(a0, take_blocks(act, act_blocks, 4), take_blocks(dz, z_blocks, slots))
             dr = weight_gradient(h0, h, dz)
-            dz = tf.reshape(dz, [-1, w.shape[-1]])  # the products of xp = x W + b, differentiated
+            dz = tf.reshape(dz, [-1, w.shape[-1]])  # xp = x W + b differentiated (db: by the op)
             dx = tf.reshape(tf.matmul(dz, w, transpose_b=True), tf.shape(inputs))
-            dw, db = tf.matmul(x, dz, transpose_a=True), tf.reduce_sum(dz, axis=0)
-            return dx, dw, db, dr, dp, dh0, dc0, dq, da0
+            return dx, tf.matmul(x, dz, transpose_a=True), db, dr, dp, dh0, dc0, dq, da0
 
         return ([h] if return_sequences else []) + final, grad
 
@@ -154,22 +153,23 @@ def lstm_sequence(kernel, attrs: dict, inputs, w, b, r, p, h0, c0, q, a0, return
     return (outputs[0], outputs[1:]) if return_sequences else (None, list(outputs))
 
 
-def gru_sequence(kernel, attrs: dict, xp, u, rb, h0, return_sequences: bool):
-    """(h for every step, or None unless `return_sequences`; [h_T]): the GruSequence op,
-    differentiated by GruSequenceGrad."""
+def gru_sequence(kernel, attrs: dict, terms, xb, u, rb, h0, return_sequences: bool):
+    """(h for every step, or None unless `return_sequences`; [h_T]): xp = the input terms plus
+    their bias `xb`, then the GruSequence op, differentiated by GruSequenceGrad."""
 
     @tf.custom_gradient
-    def sequence(xp, u, rb, h0):
-        h, act = kernel.op("GruSequence")(xp, u, rb, h0, **attrs)
+    def sequence(terms, xb, u, rb, h0):
+        # The biases' gradients are the op's sums over batch and steps (xb added in here for that).
+        h, act = kernel.op("GruSequence")(terms + xb, u, rb, h0, **attrs)
 
         def grad(*douts):
             dh = _sequence_grad(douts[0] if return_sequences else None, h)
-            dxp, drec, dh0 = kernel.op("GruSequenceGrad")(
+            dxp, drec, dh0, dxb, drb = kernel.op("GruSequenceGrad")(
                 u, h0, h, act, dh, _or_zeros(douts[-1], h0), **attrs
             )
-            return dxp, gru_weight_gradient(h0, h, act, drec, attrs), tf.reduce_sum(drec, axis=[0, 1]), dh0
+            return dxp, dxb, gru_weight_gradient(h0, h, act, drec, attrs), drb, dh0
 
         return ([h] if return_sequences else []) + [h[:, -1]], grad
 
-    outputs = sequence(xp, u, rb, h0)
+    outputs = sequence(terms, xb, u, rb, h0)
     return (outputs[0], outputs[1:]) if return_sequences else (None, list(outputs))

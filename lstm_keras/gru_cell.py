@@ -219,9 +219,10 @@ class GRUCell(GatedCell):
         """Input terms of every slot (W x, x or tanh(x)) plus input biases, concatenated."""
         w = weights or self.step_weights()
         input_bias, _ = self._biases(w["bias"])
-        return plus(self._input_terms(x, w["kernel"]), input_bias)
+        return plus(self.input_terms(x, w["kernel"]), input_bias)
 
-    def _input_terms(self, x, kernel):
+    def input_terms(self, x, kernel):
+        """Input terms of every slot (W x, x or tanh(x)), concatenated, without their biases."""
         slots = self.variant.slots
         if len(self.dense_in) == len(slots):
             return ops.matmul(x, kernel)

@@ -1,6 +1,7 @@
 """The fused ops' gradients inside tf.function, where the backward op receives only what left the
 layer and writes ∂L/∂z over the forward's gate activations (lstm_keras/fused_ops.py)."""
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from test_fused_engine import B, F, T, U, _assert_same, _kernel, _layers, _lstm_kwargs, _outputs_and_grads  # noqa: F401
@@ -85,3 +86,46 @@ def test_the_backward_op_refuses_a_sequence_gradient_of_the_wrong_shape():
             tf.zeros([U, 3 * U]), state, seq, tf.zeros([B, T, 4 * U]), seq, tf.zeros([B, U + 1]),
             update=1, z_operand=1, reset=True, reset_after=True,
         )  # fmt: skip
+
+
+def test_the_backward_op_sums_the_bias_gradient_over_batch_and_steps_in_a_fixed_order(rng):
+    """db, summed inside the op while each step's ∂L/∂z is in cache, is Σ_{b,t} ∂L/∂z_t, and the
+    chunks' partial sums meet in one order: the same call gives the same bits."""
+    k = fused_engine.kernel()
+    codes = dict(input_gate=0, forget_gate=0, output_gate=0, peepholes=True)
+    codes.update(candidate_activation=0, output_activation=0)
+    batch = 40  # two chunks of rows on two threads
+
+    def normal(*shape, scale=1.0):
+        return tf.constant(scale * rng.standard_normal(shape).astype("float32"))
+
+    act = tf.sigmoid(normal(batch, T, 4 * U))
+    inputs = (normal(U, 4 * U, scale=0.3), normal(3, U), normal(batch, U), normal(batch, T, U), act)
+    grads = (normal(batch, T, U), normal(batch, U), normal(batch, U), tf.zeros([0, 0]), tf.zeros([batch, 0]))
+    first = k.op("LstmSequenceGrad")(*inputs, *grads, **codes)
+    dz, db = first[0].numpy(), first[5].numpy()
+    np.testing.assert_allclose(
+        db, dz.sum(axis=(0, 1)), rtol=1e-5, atol=1e-5 * np.abs(dz).sum(axis=(0, 1)).max()
+    )
+    for _ in range(3):
+        again = k.op("LstmSequenceGrad")(*inputs, *grads, **codes)
+        assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(first, again))
+
+
+def test_the_gru_backward_op_sums_both_bias_gradients(rng):
+    """dxb = Σ_{b,t} ∂L/∂xp and drb = Σ_{b,t} ∂L/∂(recurrent terms), summed inside the op."""
+    k = fused_engine.kernel()
+    batch = 40
+    u = tf.constant(0.3 * rng.standard_normal((U, 3 * U)).astype("float32"))
+    h0 = tf.constant(rng.standard_normal((batch, U)).astype("float32"))
+    h = tf.tanh(tf.constant(rng.standard_normal((batch, T, U)).astype("float32")))
+    act = tf.sigmoid(tf.constant(rng.standard_normal((batch, T, 4 * U)).astype("float32")))
+    dh = tf.constant(rng.standard_normal((batch, T, U)).astype("float32"))
+    dxp, drec, _, dxb, drb = k.op("GruSequenceGrad")(
+        u, h0, h, act, dh, h0, update=1, z_operand=1, reset=True, reset_after=True
+    )
+    for total, each in ((dxb, dxp), (drb, drec)):
+        each = each.numpy()
+        np.testing.assert_allclose(
+            total.numpy(), each.sum(axis=(0, 1)), rtol=1e-5, atol=1e-5 * np.abs(each).sum(axis=(0, 1)).max()
+        )

@@ -12,6 +12,7 @@
 // Build: python -m lstm_keras.fused_engine build (g++ and TensorFlow's headers).
 #include <cmath>
 #include <algorithm>
+#include <map>
 #include <vector>
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -111,6 +112,25 @@ static void ForBatchChunks(OpKernelContext* ctx, int64_t B, int64_t cost, F fn) 
     for (int64_t k = s; k < e; ++k) fn(B * k / n, B * (k + 1) / n);
   });
 }
+
+// Per-chunk partial sums (of a gradient summed over the batch), added up in the order of the chunks'
+// first rows whatever order the threads finish in, so that a run is bitwise repeatable.
+class ChunkSums {
+ public:
+  void Add(int64_t b0, Arr sum) {
+    mutex_lock hold(lock_);
+    parts_.emplace(b0, std::move(sum));
+  }
+  template <typename Out>
+  void SumInto(Out&& out) const {
+    out.setZero();
+    for (const auto& part : parts_) out.array() += part.second;
+  }
+
+ private:
+  mutex lock_;
+  std::map<int64_t, Arr> parts_;
+};
 
 // [B, T, W] from xp [B, T, ·] and a state [B, W].
 static Status SequenceShape(shape_inference::InferenceContext* ctx, int state_input, int output) {
@@ -265,6 +285,7 @@ REGISTER_OP("LstmSequenceGrad" OP_SUFFIX)
     .Output("dc0: float")
     .Output("dp: float")  // [3, H]: ∂L/∂p (zeros without peepholes)
     .Output("da0: float")  // [B, L·H]: ∂L/∂a0
+    .Output("db: float")   // [S·H]: Σ_{b,t} ∂L/∂z_t, i.e. ∂L/∂b of xp = W x + b
     .LSTM_ATTRS
     .SetShapeFn([](shape_inference::InferenceContext* ctx) {
       ctx->set_output(0, ctx->UnknownShapeOfRank(3));
@@ -272,6 +293,7 @@ REGISTER_OP("LstmSequenceGrad" OP_SUFFIX)
       ctx->set_output(2, ctx->input(2));
       ctx->set_output(3, ctx->input(1));
       ctx->set_output(4, ctx->input(9));
+      ctx->set_output(5, ctx->Vector(shape_inference::InferenceContext::kUnknownDim));
       return OkStatus();
     });
 
@@ -389,7 +411,7 @@ class LstmSequenceGradOp : public OpKernel {
                 errors::InvalidArgument("LstmSequenceGrad: dh must be [B, T, H] or [0], dh_last and dc_last [B, H]; "
                                         "got ", dh.shape().DebugString(), ", ", dh_last.shape().DebugString(), ", ",
                                         dc_last.shape().DebugString()));
-    Tensor *dz, *dh0, *dc0, *dp, *da0;
+    Tensor *dz, *dh0, *dc0, *dp, *da0, *db;
     // ∂L/∂z_t takes act_t's place when their shapes agree and nothing else holds act: a step reads
     // its gates once (copied first) and writes ∂L/∂z over them, saving a (B, T, 4H) buffer.
     OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({4}, 0, TensorShape({B, T, G}), &dz));
@@ -397,9 +419,10 @@ class LstmSequenceGradOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, c0.shape(), &dc0));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, p.shape(), &dp));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(4, da.shape(), &da0));
-    MapM DP(dp->flat<float>().data(), 3, H, Eigen::OuterStride<>(H));
-    DP.setZero();
-    mutex dp_lock;  // the chunks' partial sums of ∂L/∂p meet here
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(5, TensorShape({G}), &db));
+    // ∂L/∂p and ∂L/∂b, summed per chunk of rows; ∂L/∂b while each step's ∂L/∂z is still in cache
+    // (a reduction over (B·T, S·H) afterwards read it all again: 5 % of a char-LM layer's step).
+    ChunkSums dp_parts, db_parts;
     const float* C0 = c0.flat<float>().data(); const float* Cs = c.flat<float>().data();
     const float* A = act.flat<float>().data();
     const float* DH = dh.NumElements() ? dh.flat<float>().data() : nullptr;  // none: only dh_last
@@ -421,6 +444,7 @@ class LstmSequenceGradOp : public OpKernel {
       auto from_next = [&](int g) { return da_next.middleCols(s.in_a[g] * H, H).array(); };
       Arr y(nb, H), dy(nb, H), dhv(nb, H), dcv(nb, H), di(nb, H);
       Arr dp_chunk = Arr::Zero(3, H);  // Σ over this chunk's rows and steps: i, f see c_{t-1}, o sees c_t
+      Arr db_chunk = Arr::Zero(1, G);
       Mat gates_t(in_place ? nb : 0, 4 * H);  // act_t, read before ∂L/∂z_t is written over it
       for (int64_t t = T - 1; t >= 0; --t) {
         if (in_place) gates_t = Step(A, T, 4 * H, t, b0, nb);
@@ -457,6 +481,7 @@ class LstmSequenceGradOp : public OpKernel {
         }
         Derivative(s.candidate, g, dy);
         dz(s.slot_c) = dcv * i * dy;
+        for (int64_t row = 0; row < nb; ++row) db_chunk += D.row(row).array();
         Rt.Product(D, dh_next, scratch.data());  // ∂L/∂z_t Rᵀ
         if (fgr) {
           for (int k = 0; k < s.learned; ++k) dgates.middleCols(k * H, H) = D.middleCols(s.z_slot[k] * H, H);
@@ -466,9 +491,11 @@ class LstmSequenceGradOp : public OpKernel {
       if (fgr) MapM(da0->flat<float>().data() + b0 * L, nb, L, Eigen::OuterStride<>(L)) = da_next;
       MapM(dh0->flat<float>().data() + b0 * H, nb, H, Eigen::OuterStride<>(H)) = dh_next;
       MapM(dc0->flat<float>().data() + b0 * H, nb, H, Eigen::OuterStride<>(H)) = dc_next;
-      mutex_lock hold(dp_lock);
-      DP.array() += dp_chunk;
+      dp_parts.Add(b0, std::move(dp_chunk));
+      db_parts.Add(b0, std::move(db_chunk));
     });
+    dp_parts.SumInto(MapM(dp->flat<float>().data(), 3, H, Eigen::OuterStride<>(H)));
+    db_parts.SumInto(MapM(db->flat<float>().data(), 1, G, Eigen::OuterStride<>(G)));
   }
 
  private:
@@ -544,11 +571,15 @@ REGISTER_OP("GruSequenceGrad" OP_SUFFIX)
     .Output("dxp: float")   // [B, T, S·H]
     .Output("drec: float")  // [B, T, C·H]: ∂L/∂(each recurrent term, its bias included)
     .Output("dh0: float")
+    .Output("dxb: float")   // [S·H]: Σ_{b,t} dxp, ∂L/∂(the input bias)
+    .Output("drb: float")   // [C·H]: Σ_{b,t} drec, ∂L/∂rb
     .GRU_ATTRS
     .SetShapeFn([](shape_inference::InferenceContext* ctx) {
       ctx->set_output(0, ctx->UnknownShapeOfRank(3));
       ctx->set_output(1, ctx->UnknownShapeOfRank(3));
       ctx->set_output(2, ctx->input(1));
+      ctx->set_output(3, ctx->Vector(shape_inference::InferenceContext::kUnknownDim));
+      ctx->set_output(4, ctx->Vector(shape_inference::InferenceContext::kUnknownDim));
       return OkStatus();
     });
 
@@ -640,10 +671,13 @@ class GruSequenceGradOp : public OpKernel {
     OP_REQUIRES(ctx, (dh.shape() == h.shape() || dh.NumElements() == 0) && dh_last.shape() == h0.shape(),
                 errors::InvalidArgument("GruSequenceGrad: dh must be [B, T, H] or [0], dh_last [B, H]; got ",
                                         dh.shape().DebugString(), ", ", dh_last.shape().DebugString()));
-    Tensor *dxp, *drec, *dh0;
+    Tensor *dxp, *drec, *dh0, *dxb, *drb;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, S}), &dxp));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, T, C}), &drec));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, h0.shape(), &dh0));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({S}), &dxb));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({C}), &drb));
+    ChunkSums dxb_parts, drb_parts;  // the biases' gradients, summed while each step is in cache
     const float* H0 = h0.flat<float>().data(); const float* Hs = h.flat<float>().data();
     const float* A = act.flat<float>().data();
     const float* DH = dh.NumElements() ? dh.flat<float>().data() : nullptr;  // none: only dh_last
@@ -660,6 +694,7 @@ class GruSequenceGradOp : public OpKernel {
       Mat dh_next = CMapM(dh_last.flat<float>().data() + b0 * H, nb, H, Eigen::OuterStride<>(H));
       Mat back(nb, H);                 // a recurrent term's ∂ carried back through its U
       Arr dhv(nb, H), dhc(nb, H), dz(nb, H), dr(nb, H);
+      Arr dxb_chunk = Arr::Zero(1, S), drb_chunk = Arr::Zero(1, C);
       for (int64_t t = T - 1; t >= 0; --t) {
         CMapM Hp = Previous(Hs, H0, T, H, t, b0, nb);
         CMapM At = Step(A, T, 4 * H, t, b0, nb);
@@ -700,9 +735,17 @@ class GruSequenceGradOp : public OpKernel {
           }
         }
         if (s.shared_n) shared.AddProduct(Dr.middleCols(s.shared_lo * H, s.shared_n * H), dh_next, scratch.data());
+        for (int64_t row = 0; row < nb; ++row) {
+          dxb_chunk += Dx.row(row).array();
+          drb_chunk += Dr.row(row).array();
+        }
       }
       MapM(dh0->flat<float>().data() + b0 * H, nb, H, Eigen::OuterStride<>(H)) = dh_next;
+      dxb_parts.Add(b0, std::move(dxb_chunk));
+      drb_parts.Add(b0, std::move(drb_chunk));
     });
+    dxb_parts.SumInto(MapM(dxb->flat<float>().data(), 1, S, Eigen::OuterStride<>(S)));
+    drb_parts.SumInto(MapM(drb->flat<float>().data(), 1, C, Eigen::OuterStride<>(C)));
   }
 
  private:
