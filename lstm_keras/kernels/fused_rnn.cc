@@ -412,8 +412,8 @@ class LstmSequenceGradOp : public OpKernel {
                                         "got ", dh.shape().DebugString(), ", ", dh_last.shape().DebugString(), ", ",
                                         dc_last.shape().DebugString()));
     Tensor *dz, *dh0, *dc0, *dp, *da0, *db;
-    // ∂L/∂z_t takes act_t's place when their shapes agree and nothing else holds act: a step reads
-    // its gates once (copied first) and writes ∂L/∂z over them, saving a (B, T, 4H) buffer.
+    // ∂L/∂z_t takes act_t's place when their shapes agree and nothing else holds act: a step writes
+    // each block of ∂L/∂z over its gate once it has read it, saving a (B, T, 4H) buffer.
     OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({4}, 0, TensorShape({B, T, G}), &dz));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, c0.shape(), &dh0));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, c0.shape(), &dc0));
@@ -427,7 +427,6 @@ class LstmSequenceGradOp : public OpKernel {
     const float* A = act.flat<float>().data();
     const float* DH = dh.NumElements() ? dh.flat<float>().data() : nullptr;  // none: only dh_last
     float* DZ = dz->flat<float>().data();
-    const bool in_place = DZ == A;
     CMapM P(p.flat<float>().data(), 3, H, Eigen::OuterStride<>(H));
     const Row pi = P.row(0).array(), pf = P.row(1).array(), po = P.row(2).array();
     const PackedWeight Rt(r.flat<float>().data(), G, H, G, true), Qt(q.flat<float>().data(), L, L, L, true);
@@ -445,11 +444,10 @@ class LstmSequenceGradOp : public OpKernel {
       Arr y(nb, H), dy(nb, H), dhv(nb, H), dcv(nb, H), di(nb, H);
       Arr dp_chunk = Arr::Zero(3, H);  // Σ over this chunk's rows and steps: i, f see c_{t-1}, o sees c_t
       Arr db_chunk = Arr::Zero(1, G);
-      Mat gates_t(in_place ? nb : 0, 4 * H);  // act_t, read before ∂L/∂z_t is written over it
       for (int64_t t = T - 1; t >= 0; --t) {
-        if (in_place) gates_t = Step(A, T, 4 * H, t, b0, nb);
-        CMapM a = in_place ? CMapM(gates_t.data(), nb, 4 * H, Eigen::OuterStride<>(4 * H))
-                           : Step(A, T, 4 * H, t, b0, nb);
+        // In place (∂L/∂z over act, all four slots): each block of ∂L/∂z is written after the last
+        // read of its gate — o, then g (after di), then i, then f.
+        CMapM a = Step(A, T, 4 * H, t, b0, nb);
         auto i = a.middleCols(0, H).array(); auto f = a.middleCols(H, H).array();
         auto g = a.middleCols(2 * H, H).array(); auto o = a.middleCols(3 * H, H).array();
         auto ct = Step(Cs, T, H, t, b0, nb).array();
@@ -471,6 +469,10 @@ class LstmSequenceGradOp : public OpKernel {
           di = dcv * g;
           if (s.forget == Gate::kCoupled) di -= dcv * cp;  // f = 1 − i
           if (fgr) di += from_next(0);
+        }
+        Derivative(s.candidate, g, dy);
+        dz(s.slot_c) = dcv * i * dy;
+        if (s.in == Gate::kLearned) {
           dz(s.slot_i) = di * i * (1.f - i);
           if (s.peepholes) PeepholeBack(dc_next.array(), dz(s.slot_i), cp, pi, dp_chunk.row(0));
         }
@@ -479,8 +481,6 @@ class LstmSequenceGradOp : public OpKernel {
           else dz(s.slot_f) = dcv * cp * f * (1.f - f);
           if (s.peepholes) PeepholeBack(dc_next.array(), dz(s.slot_f), cp, pf, dp_chunk.row(1));
         }
-        Derivative(s.candidate, g, dy);
-        dz(s.slot_c) = dcv * i * dy;
         for (int64_t row = 0; row < nb; ++row) db_chunk += D.row(row).array();
         Rt.Product(D, dh_next, scratch.data());  // ∂L/∂z_t Rᵀ
         if (fgr) {
