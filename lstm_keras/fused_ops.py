@@ -160,12 +160,12 @@ def gru_sequence(kernel, attrs: dict, terms, xb, u, rb, h0, return_sequences: bo
     @tf.custom_gradient
     def sequence(terms, xb, u, rb, h0):
         # The biases' gradients are the op's sums over batch and steps (xb added in here for that).
-        h, act = kernel.op("GruSequence")(terms + xb, u, rb, h0, **attrs)
+        h, act, rh = kernel.op("GruSequence")(terms + xb, u, rb, h0, **attrs)
 
         def grad(*douts):
             dh = _sequence_grad(douts[0] if return_sequences else None, h)
             dxp, drec, dh0, dxb, drb = kernel.op("GruSequenceGrad")(
-                u, h0, h, act, dh, _or_zeros(douts[-1], h0), **attrs
+                u, h0, h, act, rh, dh, _or_zeros(douts[-1], h0), **attrs
             )
             return dxp, dxb, gru_weight_gradient(h0, h, act, drec, attrs), drb, dh0
 

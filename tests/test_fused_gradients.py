@@ -67,7 +67,7 @@ def test_only_what_leaves_the_layer_reaches_the_backward_op(return_sequences, rn
     assert dh.as_list() == ([B, T, U] if return_sequences else [0])
     assert dh_last.as_list() == dc_last.as_list() == [B, U]
     _, gru = _layers(lk.GRU, rng, return_sequences=return_sequences)
-    u, h0, h, act, dh, dh_last = _grad_op_inputs(gru, "GruSequenceGrad")
+    u, h0, h, act, rh, dh, dh_last = _grad_op_inputs(gru, "GruSequenceGrad")
     assert dh.as_list() == ([B, T, U] if return_sequences else [0]) and dh_last.as_list() == [B, U]
 
 
@@ -83,7 +83,7 @@ def test_the_backward_op_refuses_a_sequence_gradient_of_the_wrong_shape():
         )  # fmt: skip
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"dh_last \[B, H\]"):
         k.op("GruSequenceGrad")(
-            tf.zeros([U, 3 * U]), state, seq, tf.zeros([B, T, 4 * U]), seq, tf.zeros([B, U + 1]),
+            tf.zeros([U, 3 * U]), state, seq, tf.zeros([B, T, 3 * U]), seq, seq, tf.zeros([B, U + 1]),
             update=1, z_operand=1, reset=True, reset_after=True,
         )  # fmt: skip
 
@@ -119,10 +119,10 @@ def test_the_gru_backward_op_sums_both_bias_gradients(rng):
     u = tf.constant(0.3 * rng.standard_normal((U, 3 * U)).astype("float32"))
     h0 = tf.constant(rng.standard_normal((batch, U)).astype("float32"))
     h = tf.tanh(tf.constant(rng.standard_normal((batch, T, U)).astype("float32")))
-    act = tf.sigmoid(tf.constant(rng.standard_normal((batch, T, 4 * U)).astype("float32")))
-    dh = tf.constant(rng.standard_normal((batch, T, U)).astype("float32"))
+    act = tf.sigmoid(tf.constant(rng.standard_normal((batch, T, 3 * U)).astype("float32")))
+    rh, dh = (tf.constant(rng.standard_normal((batch, T, U)).astype("float32")) for _ in range(2))
     dxp, drec, _, dxb, drb = k.op("GruSequenceGrad")(
-        u, h0, h, act, dh, h0, update=1, z_operand=1, reset=True, reset_after=True
+        u, h0, h, act, rh, dh, h0, update=1, z_operand=1, reset=True, reset_after=True
     )
     for total, each in ((dxb, dxp), (drb, drec)):
         each = each.numpy()

@@ -553,11 +553,13 @@ REGISTER_OP("GruSequence" OP_SUFFIX)
     .Input("rb: float")    // [C·H]: recurrent bias (zeros where the variant has none)
     .Input("h0: float")    // [B, H]
     .Output("h: float")    // [B, T, H]
-    .Output("act: float")  // [B, T, 4H]: z, r (1 without a reset gate), h̃, U_h h_{t-1} + rb_h
+    .Output("act: float")  // [B, T, 3H]: z, r (1 without a reset gate), h̃
+    .Output("rh: float")   // [B, T, H]: U_h h_{t-1} + rb_h (reset after the product), or [B, T, 0]
     .GRU_ATTRS
     .SetShapeFn([](shape_inference::InferenceContext* ctx) {
       TF_RETURN_IF_ERROR(SequenceShape(ctx, 3, 0));
       ctx->set_output(1, ctx->UnknownShapeOfRank(3));
+      ctx->set_output(2, ctx->UnknownShapeOfRank(3));
       return OkStatus();
     });
 
@@ -566,10 +568,11 @@ REGISTER_OP("GruSequenceGrad" OP_SUFFIX)
     .Input("h0: float")
     .Input("h: float")
     .Input("act: float")
+    .Input("rh: float")
     .Input("dh: float")       // [B, T, H]: ∂L/∂h_t from outside the recurrence, or [0]: none
     .Input("dh_last: float")  // [B, H]: ∂L/∂h_T from outside (the final state), added to dh's last step
     .Output("dxp: float")   // [B, T, S·H]
-    .Output("drec: float")  // [B, T, C·H]: ∂L/∂(each recurrent term, its bias included)
+    .Output("drec: float")  // [B, T, C·H]: ∂L/∂(each recurrent term, its bias included); over act if C = 3
     .Output("dh0: float")
     .Output("dxb: float")   // [S·H]: Σ_{b,t} dxp, ∂L/∂(the input bias)
     .Output("drb: float")   // [C·H]: Σ_{b,t} drec, ∂L/∂rb
@@ -599,12 +602,16 @@ class GruSequenceOp : public OpKernel {
                                         s.cols, "H], h0 [B, H]; got ", xp.shape().DebugString(), ", ",
                                         u.shape().DebugString(), ", ", rb.shape().DebugString(), ", ",
                                         h0.shape().DebugString()));
-    Tensor *h, *act;
+    Tensor *h, *act, *rh;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, H}), &h));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, T, 4 * H}), &act));
+    // With all three slots, xp_t's slots lie where act_t's gates go: each gate reads its own slot
+    // and writes over it, so act takes over xp's buffer when nothing else holds xp.
+    if (s.slots == 3) OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 1, xp.shape(), &act));
+    else OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, T, 3 * H}), &act));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, T, s.reset_after ? H : 0}), &rh));
     const int64_t S = s.slots * H, C = s.cols * H;
     const float* X = xp.flat<float>().data(); const float* H0 = h0.flat<float>().data();
-    float* Hs = h->flat<float>().data(); float* A = act->flat<float>().data();
+    float* Hs = h->flat<float>().data(); float* A = act->flat<float>().data(); float* RH = rh->flat<float>().data();
     const float* U = u.flat<float>().data();  // [H, C]: the blocks of U side by side
     Eigen::Map<const Eigen::Array<float, 1, Eigen::Dynamic>> rbv(rb.flat<float>().data(), C);
     const PackedWeight shared(U + s.shared_lo * H, H, s.shared_n * H, C, false);  // the terms on h_{t-1}
@@ -617,7 +624,7 @@ class GruSequenceOp : public OpKernel {
       for (int64_t t = 0; t < T; ++t) {
         CMapM Hp = Previous(Hs, H0, T, H, t, b0, nb);
         CMapM Xt = Step(X, T, S, t, b0, nb);
-        MapM At = Step(A, T, 4 * H, t, b0, nb);
+        MapM At = Step(A, T, 3 * H, t, b0, nb);
         if (s.shared_n) shared.Product(Hp, rec.middleCols(s.shared_lo * H, s.shared_n * H), scratch.data());
         if (s.z_operand == Operand::kTanhState) {
           operand.array() = Hp.array().tanh();
@@ -626,11 +633,13 @@ class GruSequenceOp : public OpKernel {
         rec.array().rowwise() += rbv;  // (reset before: the h term is overwritten below)
         auto x = [&](int slot) { return Xt.middleCols(slot * H, H).array(); };
         auto term = [&](int col) { return rec.middleCols(col * H, H).array(); };
+        // In place (act over xp): each gate reads its own slot of xp_t before writing over it.
         auto Z = At.middleCols(0, H).array(); auto R = At.middleCols(H, H).array();
-        auto Hc = At.middleCols(2 * H, H).array(); auto Rh = At.middleCols(3 * H, H).array();
+        auto Hc = At.middleCols(2 * H, H).array();
         if (s.reset) R = (x(s.slot_r) + term(s.col_r)).logistic();
         else R.setOnes();
         if (s.reset_after) {
+          auto Rh = Step(RH, T, H, t, b0, nb).array();
           Rh = term(s.col_h);
           Hc = (x(s.slot_h) + R * Rh).tanh();  // h̃, reset after the product
         } else {
@@ -664,22 +673,29 @@ class GruSequenceGradOp : public OpKernel {
   explicit GruSequenceGradOp(OpKernelConstruction* c) : OpKernel(c) { OP_REQUIRES_OK(c, spec_.Parse(c)); }
   void Compute(OpKernelContext* ctx) override {
     const Tensor& u = ctx->input(0); const Tensor& h0 = ctx->input(1);
-    const Tensor& h = ctx->input(2); const Tensor& act = ctx->input(3); const Tensor& dh = ctx->input(4);
-    const Tensor& dh_last = ctx->input(5);
+    const Tensor& h = ctx->input(2); const Tensor& act = ctx->input(3); const Tensor& rh = ctx->input(4);
+    const Tensor& dh = ctx->input(5); const Tensor& dh_last = ctx->input(6);
     const GruSpec& s = spec_;
     const int64_t B = h.dim_size(0), T = h.dim_size(1), H = h.dim_size(2), S = s.slots * H, C = s.cols * H;
     OP_REQUIRES(ctx, (dh.shape() == h.shape() || dh.NumElements() == 0) && dh_last.shape() == h0.shape(),
                 errors::InvalidArgument("GruSequenceGrad: dh must be [B, T, H] or [0], dh_last [B, H]; got ",
                                         dh.shape().DebugString(), ", ", dh_last.shape().DebugString()));
+    OP_REQUIRES(ctx, act.shape() == TensorShape({B, T, 3 * H}) &&
+                         (!s.reset_after || rh.shape() == TensorShape({B, T, H})),
+                errors::InvalidArgument("GruSequenceGrad: act must be [B, T, 3H] and rh [B, T, H] (reset after); got ",
+                                        act.shape().DebugString(), ", ", rh.shape().DebugString()));
     Tensor *dxp, *drec, *dh0, *dxb, *drb;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, S}), &dxp));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, T, C}), &drec));
+    // ∂L/∂(recurrent terms) over act when their blocks match (z, r, h): a step writes each block
+    // once it has read that gate, saving a (B, T, 3H) buffer.
+    if (s.cols == 3) OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({3}, 1, TensorShape({B, T, C}), &drec));
+    else OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, T, C}), &drec));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, h0.shape(), &dh0));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({S}), &dxb));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({C}), &drb));
     ChunkSums dxb_parts, drb_parts;  // the biases' gradients, summed while each step is in cache
     const float* H0 = h0.flat<float>().data(); const float* Hs = h.flat<float>().data();
-    const float* A = act.flat<float>().data();
+    const float* A = act.flat<float>().data(); const float* RH = rh.flat<float>().data();
     const float* DH = dh.NumElements() ? dh.flat<float>().data() : nullptr;  // none: only dh_last
     float* DX = dxp->flat<float>().data(); float* DR = drec->flat<float>().data();
     const float* U = u.flat<float>().data();  // [H, C]: the blocks of U side by side
@@ -697,13 +713,13 @@ class GruSequenceGradOp : public OpKernel {
       Arr dxb_chunk = Arr::Zero(1, S), drb_chunk = Arr::Zero(1, C);
       for (int64_t t = T - 1; t >= 0; --t) {
         CMapM Hp = Previous(Hs, H0, T, H, t, b0, nb);
-        CMapM At = Step(A, T, 4 * H, t, b0, nb);
+        CMapM At = Step(A, T, 3 * H, t, b0, nb);
         MapM Dx = Step(DX, T, S, t, b0, nb);
         MapM Dr = Step(DR, T, C, t, b0, nb);
         auto dx = [&](int slot) { return Dx.middleCols(slot * H, H).array(); };
         auto drt = [&](int col) { return Dr.middleCols(col * H, H).array(); };
         auto Z = At.middleCols(0, H).array(); auto R = At.middleCols(H, H).array();
-        auto Hc = At.middleCols(2 * H, H).array(); auto Rh = At.middleCols(3 * H, H).array();
+        auto Hc = At.middleCols(2 * H, H).array();
         dhv = dh_next.array();
         if (DH) dhv += Step(DH, T, H, t, b0, nb).array();
         switch (s.update) {  // h's dependence on z, h̃ and h_{t-1} directly
@@ -713,9 +729,9 @@ class GruSequenceGradOp : public OpKernel {
         }
         dhc *= 1.f - Hc * Hc;  // ∂L/∂(pre-activation of h̃)
         dx(s.slot_h) = dhc;
-        if (s.reset_after) {
+        if (s.reset_after) {  // (in place, the h term's block goes over h̃, read above)
           drt(s.col_h) = dhc * R;
-          dr = dhc * Rh;
+          dr = dhc * Step(RH, T, H, t, b0, nb).array();
         } else {  // the term U_h (r ⊙ h_{t-1})
           drt(s.col_h) = dhc;
           Uh.Product(Dr.middleCols(s.col_h * H, H), back, scratch.data());
