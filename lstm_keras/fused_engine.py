@@ -175,65 +175,57 @@ def run(layer, sequences, initial_state):
         lambda w: None if w is None else tf.convert_to_tensor(w), cell.step_weights()
     )
     inputs = tf.reverse(sequences, [1]) if layer.go_backwards else sequences
-    batch, steps = tf.shape(inputs)[0], tf.shape(inputs)[1]
-    dtype = inputs.dtype
     if initial_state is None:
-        initial_state = cell.get_initial_state(batch_size=batch)
+        initial_state = cell.get_initial_state(batch_size=tf.shape(inputs)[0])
     states = [tf.convert_to_tensor(s, sequences.dtype) for s in tf.nest.flatten(initial_state)]
-    if isinstance(cell, LSTMCell):
-        v = cell.variant
-        zeros = tf.zeros([cell.units], dtype)
-        peepholes = tf.stack([weights["peephole"].get(g, zeros) for g in "ifo"])
-        attrs = {
-            "input_gate": GATE_MODES.index(v.input_gate),
-            "forget_gate": GATE_MODES.index(v.forget_gate),
-            "output_gate": GATE_MODES.index(v.output_gate),
-            "peepholes": bool(v.peephole_gates),
-            "candidate_activation": kernel_code(serialize_activation(cell.candidate_activation)),
-            "output_activation": kernel_code(serialize_activation(cell.output_activation)),
-        }
-        q = weights["gate_recurrent_kernel"]
-        q, a0 = (tf.zeros([0, 0], dtype), tf.zeros([batch, 0], dtype)) if q is None else (q, states[2])
-        bias = weights["bias"]
-        h, final = fused_ops.lstm_sequence(
-            k,
-            attrs,
-            inputs,
-            weights["kernel"],
-            tf.zeros([weights["kernel"].shape[-1]], dtype) if bias is None else bias,
-            weights["recurrent_kernel"],
-            peepholes,
-            states[0],
-            states[1],
-            q,
-            a0,
-            layer.return_sequences,
-        )  # final: h_T, c_T and, for FGR, the learned gates of the last step (its third state)
-    else:
-        # The input terms of every step in one product; everything stays batch-major (B, T, ·).
-        terms = cell.input_terms(tf.reshape(inputs, [-1, inputs.shape[-1]]), weights["kernel"])
-        terms = tf.reshape(terms, [batch, steps, terms.shape[-1]])
-        input_bias, recurrent_bias = cell._biases(weights["bias"])
-        if input_bias is None:
-            input_bias = tf.zeros([terms.shape[-1]], dtype)
-        if recurrent_bias is None:  # reset before the product, or no bias: no recurrent bias
-            recurrent_bias = tf.zeros([weights["recurrent_kernel"].shape[1]], dtype)
-        h, final = fused_ops.gru_sequence(
-            k,
-            gru_attrs(cell.variant),
-            terms,
-            input_bias,
-            weights["recurrent_kernel"],
-            recurrent_bias,
-            states[0],
-            layer.return_sequences,
-        )
+    call = _lstm if isinstance(cell, LSTMCell) else _gru
+    # final: h_T (and c_T; for FGR, the learned gates of the last step: its third state)
+    h, final = call(k, cell, weights, inputs, states, layer.return_sequences)
     output = h if layer.return_sequences else final[0]
     if layer.return_sequences:
         output.set_shape([sequences.shape[0], sequences.shape[1], cell.units])
     if layer.return_state:
         return output, *final
     return output
+
+
+def _lstm(k, cell, weights: dict, inputs, states: list, return_sequences: bool):
+    v, dtype = cell.variant, inputs.dtype
+    zeros = tf.zeros([cell.units], dtype)
+    peepholes = tf.stack([weights["peephole"].get(g, zeros) for g in "ifo"])
+    attrs = {
+        "input_gate": GATE_MODES.index(v.input_gate),
+        "forget_gate": GATE_MODES.index(v.forget_gate),
+        "output_gate": GATE_MODES.index(v.output_gate),
+        "peepholes": bool(v.peephole_gates),
+        "candidate_activation": kernel_code(serialize_activation(cell.candidate_activation)),
+        "output_activation": kernel_code(serialize_activation(cell.output_activation)),
+    }
+    q = weights["gate_recurrent_kernel"]
+    batch = tf.shape(inputs)[0]
+    q, a0 = (tf.zeros([0, 0], dtype), tf.zeros([batch, 0], dtype)) if q is None else (q, states[2])
+    kernel_, bias = weights["kernel"], weights["bias"]
+    bias = tf.zeros([kernel_.shape[-1]], dtype) if bias is None else bias
+    return fused_ops.lstm_sequence(
+        k, attrs, inputs, kernel_, bias, weights["recurrent_kernel"], peepholes, states[0], states[1], q, a0,
+        return_sequences,
+    )  # fmt: skip
+
+
+def _gru(k, cell, weights: dict, inputs, states: list, return_sequences: bool):
+    dtype = inputs.dtype
+    # The input terms of every step in one product; everything stays batch-major (B, T, ·).
+    terms = cell.input_terms(tf.reshape(inputs, [-1, inputs.shape[-1]]), weights["kernel"])
+    terms = tf.reshape(terms, [tf.shape(inputs)[0], tf.shape(inputs)[1], terms.shape[-1]])
+    input_bias, recurrent_bias = cell._biases(weights["bias"])
+    if input_bias is None:
+        input_bias = tf.zeros([terms.shape[-1]], dtype)
+    if recurrent_bias is None:  # reset before the product, or no bias: no recurrent bias
+        recurrent_bias = tf.zeros([weights["recurrent_kernel"].shape[1]], dtype)
+    return fused_ops.gru_sequence(
+        k, gru_attrs(cell.variant), terms, input_bias, weights["recurrent_kernel"], recurrent_bias, states[0],
+        return_sequences,
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
