@@ -356,7 +356,8 @@ class LstmSequenceOp : public OpKernel {
         // The gates are computed where the backward pass will read them.
         MapM a = Step(A, T, 4 * H, t, b0, nb);
         MapM z = in_act ? a : MapM(z_own.data(), nb, G, Eigen::OuterStride<>(G));
-        if (z.data() != Step(X, T, G, t, b0, nb).data()) z = Step(X, T, G, t, b0, nb);
+        CMapM xp_t = Step(X, T, G, t, b0, nb);
+        if (z.data() != xp_t.data()) z = xp_t;  // (act took over xp's buffer: z already is xp_t)
         Rw.AddProduct(Previous(Hs, H0, T, H, t, b0, nb), z, scratch.data());  // z = W x + b + R h_{t-1}
         if (fgr) {
           Qw.Product(gates, from_gates, scratch.data());  // a_{t-1} Q
