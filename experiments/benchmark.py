@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from experiments.bench import memory as bench_memory
 from experiments.bench import torch_contenders
+from experiments.bench.keras_step import compiled_step
 from experiments.bench.tables import format_memory, format_table, markdown_table
 
 __all__ = ["format_memory", "format_table", "markdown_table"]  # the tables' home: experiments.bench.tables
@@ -190,17 +191,18 @@ def _kind(name: str) -> str | None:
 
 
 def _train_step(model, x, y, kernel=None):
-    """One training step; on `kernel` (a rung's build) when given: the train function is traced
-    on its first call, inside the pin, so every later call runs that build."""
+    """One training step (`keras_step.compiled_step`); on `kernel` (a rung's build) when given:
+    the step is traced on its first call, inside the pin, so every later call runs that build."""
+    step = compiled_step(model, x, y)
     if kernel is None:
-        return lambda: model.train_on_batch(x, y)
+        return step
     from lstm_keras import fused_engine
 
-    def step():
+    def pinned_step():
         with fused_engine.pinned(kernel):
-            return model.train_on_batch(x, y)
+            return step()
 
-    return step
+    return pinned_step
 
 
 def _median_rates(jobs: dict, rounds: int, steps: int) -> dict[str, float]:

@@ -154,6 +154,32 @@ def test_the_torch_step_trains_the_same_model_as_the_keras_step(shape):
 
 
 @pytest.mark.tf_only
+@pytest.mark.parametrize("shape", [TOKENS, LAST], ids=lambda s: s.name)
+def test_the_compiled_keras_step_does_what_train_on_batch_does(shape):
+    import keras
+    import numpy as np
+
+    import lstm_keras as lk
+    from experiments.bench.keras_step import compiled_step
+
+    x, y = benchmark._batch(shape, np.random.default_rng(0))
+    models = []
+    for _ in range(2):
+        keras.utils.set_random_seed(3)
+        models.append(benchmark.build_model(shape, lk.LSTM(shape.units, return_sequences=shape.per_step)))
+    reference, ours = models
+    np.testing.assert_array_equal(reference.get_weights()[1], ours.get_weights()[1])
+    step = compiled_step(ours, x, y)
+    expected = [float(reference.train_on_batch(x, y)) for _ in range(3)]
+    got = [step() for _ in range(3)]
+    # The same loss, gradient and Adam update: the same losses step by step and the same weights.
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert got[-1] < got[0]
+    for a, b in zip(reference.get_weights(), ours.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.tf_only
 def test_the_table_shows_each_layers_ratio_to_pytorch_beside_its_ratio_to_keras():
     torch = _torch()
     rows = {r["layer"]: r for r in benchmark.run_shape(TINY, [], rounds=1, steps=1, torch=torch)}

@@ -1,10 +1,11 @@
 """PyTorch's `nn.LSTM` and `nn.GRU` as benchmark contenders, doing the work of the Keras step.
 
 `experiments.benchmark.build_model` is Embedding (for tokens) → recurrent layer → Dense head,
-trained by `train_on_batch` with Adam(1e-3) on sparse cross-entropy per step (or MSE on the last
-step's output). The step here is the same: forward, loss, backward, one Adam update, in float32
-on the same batch, with the loss read back as `train_on_batch` does. torch is an optional extra
-(`pip install .[bench]`); without it the benchmark says so and times the rest.
+trained by a compiled step (`experiments.bench.keras_step`) with Adam(1e-3) on sparse
+cross-entropy per step (or MSE on the last step's output). The step here is the same: forward,
+loss, backward, one Adam update, in float32 on the same batch, with the loss read back as the
+Keras step does. torch is an optional extra (`pip install .[bench]`); without it the benchmark
+says so and times the rest.
 """
 
 from __future__ import annotations
