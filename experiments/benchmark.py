@@ -19,14 +19,16 @@ ladder (`LSTM:x86-64-v3`: what a CPU with AVX2 only gets), loaded beside the def
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import time
 from dataclasses import dataclass
 
+from experiments.bench import isa_cap, torch_contenders
 from experiments.bench import memory as bench_memory
-from experiments.bench import torch_contenders
 from experiments.bench.keras_step import compiled_step
+from experiments.bench.record import log_to_mlflow
 from experiments.bench.tables import format_memory, format_table, markdown_table
 
 __all__ = ["format_memory", "format_table", "markdown_table"]  # the tables' home: experiments.bench.tables
@@ -164,7 +166,7 @@ def _rung_of(engine: str, kernel=None) -> str | None:
         return None
     from lstm_keras import fused_engine
 
-    return fused_engine.kernel().rung.name
+    return fused_engine.current().rung.name
 
 
 def load_rungs(names: list[str]) -> tuple[dict, list[str]]:
@@ -279,55 +281,6 @@ def run_shape(
     return rows
 
 
-def log_to_mlflow(
-    rows: list[dict],
-    args: argparse.Namespace,
-    memory: list[dict] | None = None,
-    torch_note: str | None = None,
-) -> str:
-    """One run per benchmark: ratios and steps/s as metrics, so performance history shows in the UI;
-    `memory`: results of `bench.memory.in_fresh_process`; `torch_note`: why PyTorch is missing."""
-    import mlflow
-
-    from experiments.tracking import records as tracking
-    from lstm_keras import fused_engine
-
-    with mlflow.start_run(run_name=f"benchmark {' '.join(args.shapes)}") as run:
-        logged = mlflow.get_run(run.info.run_id).data.params  # `mlflow run` logged its own
-        params = {
-            "shapes": ",".join(args.shapes),
-            "variants": ",".join(args.variants) or "none",
-            "rounds": str(args.rounds),
-            "steps": str(args.steps),
-            "rungs": ",".join(getattr(args, "rungs", None) or []) or "none",
-        }
-        mlflow.log_params({k: v for k, v in params.items() if k not in logged})
-        commit, dirty = tracking.git_commit()
-        mlflow.set_tags(
-            {
-                **fused_engine.record(),  # the default build's rung and flags
-                "benchmark": "true",
-                "git_commit": commit,
-                "git_dirty": str(dirty).lower(),
-                "torch": torch_note or "side by side",
-                **{f"version.{k}": v for k, v in tracking.package_versions().items()},
-            }
-        )
-        for r in rows:
-            key = f"{r['shape']}.{r['layer']}"
-            mlflow.log_metrics({f"steps_per_s.{key}": r["steps_per_s"], f"ratio.{key}": r["ratio"]})
-            if r.get("gemm_share"):
-                mlflow.log_metric(f"gemm_share.{key}", r["gemm_share"])
-            if r.get("vs_torch"):
-                mlflow.log_metric(f"vs_torch.{key}", r["vs_torch"])
-        for m in memory or []:
-            if "error" not in m:
-                mlflow.log_metric(f"memory_mb.char_lm_T{m['seq_len']}.{m['layer']}", m["first_step_mb"])
-        mlflow.log_text(format_table(rows, torch_note), "benchmark.txt")
-        mlflow.log_text(markdown_table(mlflow.get_run(run.info.run_id).data.metrics), "benchmark.md")
-    return run.info.run_id
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
@@ -338,6 +291,13 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="comma-separated flag-ladder rungs to time our LSTM/GRU on, side by side "
         "(native, x86-64-v3, x86-64-v2, generic, native-no-<extension>; none: only the default build)",
+    )
+    parser.add_argument(
+        "--cap_isa",
+        default="none",
+        choices=["none", *isa_cap.CAPS],
+        help="run as a CPU without AVX-512 would: TensorFlow's and PyTorch's libraries capped, "
+        "our layers on the matching rung's build",
     )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10, help="train steps per timed round")
@@ -367,7 +327,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
         print(markdown_table(mlflow.MlflowClient().get_run(args.readme_table).data.metrics))
         return []
+    cap_rung = isa_cap.apply(args.cap_isa) if args.cap_isa != "none" else None
     import lstm_keras as lk
+    from lstm_keras import fused_engine
 
     for v in args.variants:
         if v not in lk.LSTM_VARIANTS and v not in lk.GRU_VARIANTS:
@@ -376,10 +338,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rungs, failed = load_rungs(args.rungs)
     for line in failed:
         print(f"rung {line} (left out)", flush=True)
+    if cap_rung:
+        print(isa_cap.describe(args.cap_isa, torch), flush=True)
     rows = []
-    for name in args.shapes:
-        rows += run_shape(SHAPES[name], args.variants, args.rounds, args.steps, rungs=rungs, torch=torch)
-        print(format_table([r for r in rows if r["shape"] == name], torch_note), flush=True)
+    with fused_engine.pinned(fused_engine.load_rung(cap_rung)) if cap_rung else contextlib.nullcontext():
+        for name in args.shapes:
+            rows += run_shape(SHAPES[name], args.variants, args.rounds, args.steps, rungs=rungs, torch=torch)
+            print(format_table([r for r in rows if r["shape"] == name], torch_note), flush=True)
     layers = [la for la in bench_memory.LAYERS if torch or not la.startswith("torch.")]
     memory = (
         bench_memory.measure_all(args.memory_batch, args.memory_seq_len, layers)

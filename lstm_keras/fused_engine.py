@@ -127,6 +127,11 @@ def pinned(kernel: Kernel):
         _pinned.reset(token)
 
 
+def current() -> Kernel | None:
+    """The build that layers traced here run: the pinned one, else the default (None: none)."""
+    return _pinned.get() or kernel()
+
+
 def record() -> dict[str, str]:
     """What a run records of the kernel: the rung and flags it was built with, or why there is none."""
     k = kernel()
@@ -169,7 +174,7 @@ def unsupported_reason(layer, mask, training) -> str | None:
 
 def run(layer, sequences, initial_state):
     """What `keras.layers.RNN.call` returns for `layer`, computed by the fused kernel."""
-    k = _pinned.get() or kernel()
+    k = current()
     cell = layer.cell
     weights = tree.map_structure(
         lambda w: None if w is None else tf.convert_to_tensor(w), cell.step_weights()

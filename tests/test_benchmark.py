@@ -114,6 +114,10 @@ def test_benchmark_times_our_layers_on_another_rung_beside_the_default_build():
     assert rows["LSTM:x86-64-v2"]["reference"] == "keras.LSTM" and rows["keras.GRU"]["rung"] is None
     assert rows["GRU:x86-64-v2"]["engine"] == "fused" and rows["LSTM-while"]["rung"] is None
     assert "LSTM:x86-64-v2" in benchmark.format_table(list(rows.values()))
+    # A whole run pinned to a rung (--cap_isa): our default contenders run and are labelled with it.
+    with fused_engine.pinned(kernels["x86-64-v2"]):
+        pinned = {r["layer"]: r for r in benchmark.run_shape(tiny, [], rounds=1, steps=1)}
+    assert pinned["LSTM"]["rung"] == pinned["GRU"]["rung"] == "x86-64-v2"
 
 
 # --- PyTorch side by side (torch is the optional extra `bench`: these skip without it) ---
