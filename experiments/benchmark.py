@@ -338,10 +338,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rungs, failed = load_rungs(args.rungs)
     for line in failed:
         print(f"rung {line} (left out)", flush=True)
-    if cap_rung:
+    pin = contextlib.nullcontext()
+    if cap_rung:  # the whole run on the capped rung's build, which must build like any --rungs one
+        capped, cap_failed = load_rungs([cap_rung])
+        if cap_failed:
+            parser.error(f"--cap_isa {args.cap_isa} runs our layers on the {cap_rung} build: {cap_failed[0]}")
+        pin = fused_engine.pinned(capped[cap_rung])
         print(isa_cap.describe(args.cap_isa, torch), flush=True)
     rows = []
-    with fused_engine.pinned(fused_engine.load_rung(cap_rung)) if cap_rung else contextlib.nullcontext():
+    with pin:
         for name in args.shapes:
             rows += run_shape(SHAPES[name], args.variants, args.rounds, args.steps, rungs=rungs, torch=torch)
             print(format_table([r for r in rows if r["shape"] == name], torch_note), flush=True)
