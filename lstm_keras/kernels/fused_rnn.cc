@@ -218,6 +218,7 @@ struct LstmSpec {
   // The learned gates in the order of FGR's state a: their block of act and their slot of z.
   int learned = 0, act_block[3] = {0, 0, 0}, z_slot[3] = {0, 0, 0};
   int in_a[3] = {-1, -1, -1};  // gate i, f, o → its block of a (−1: not learned)
+  int pad = 0;  // floats after each row of xp, act and ∂L/∂z (zeros): see LSTM_ATTRS
 
   Status Parse(OpKernelConstruction* ctx) {
     TF_RETURN_IF_ERROR(GetCode(ctx, "input_gate", &in));
@@ -226,6 +227,7 @@ struct LstmSpec {
     TF_RETURN_IF_ERROR(ctx->GetAttr("peepholes", &peepholes));
     TF_RETURN_IF_ERROR(GetCode(ctx, "candidate_activation", &candidate));
     TF_RETURN_IF_ERROR(GetCode(ctx, "output_activation", &output));
+    TF_RETURN_IF_ERROR(ctx->GetAttr("pad", &pad));
     // Keras's column order i, f, c, o, keeping only the slots that own weights.
     if (in == Gate::kLearned) slot_i = slots++;
     if (forget == Gate::kLearned) slot_f = slots++;
@@ -242,16 +244,19 @@ struct LstmSpec {
   }
 };
 
+// `pad`: rows of xp, act and ∂L/∂z end in `pad` unused floats (zeros), so that rows a multiple
+// of 2 KB long do not all fall on the same cache sets (fused_ops.row_pad says when and why).
 #define LSTM_ATTRS                     \
   Attr("input_gate: int")                \
       .Attr("forget_gate: int")          \
       .Attr("output_gate: int")          \
       .Attr("peepholes: bool")           \
       .Attr("candidate_activation: int") \
-      .Attr("output_activation: int")
+      .Attr("output_activation: int")    \
+      .Attr("pad: int >= 0 = 0")
 
 REGISTER_OP("LstmSequence" OP_SUFFIX)
-    .Input("xp: float")    // [B, T, S·H]: W x + b for the S slots that own weights
+    .Input("xp: float")    // [B, T, S·H + pad]: W x + b for the S slots that own weights
     .Input("r: float")     // [H, S·H]
     .Input("p: float")     // [3, H]: peepholes of i, f, o (zeros where a gate has none)
     .Input("h0: float")    // [B, H]
@@ -260,7 +265,7 @@ REGISTER_OP("LstmSequence" OP_SUFFIX)
     .Input("a0: float")    // [B, L·H]: FGR's initial gates, or [B, 0]
     .Output("h: float")    // [B, T, H]
     .Output("c: float")    // [B, T, H]
-    .Output("act: float")  // [B, T, 4H]: i, f, g, o after their activations
+    .Output("act: float")  // [B, T, 4H + pad]: i, f, g, o after their activations
     .LSTM_ATTRS
     .SetShapeFn([](shape_inference::InferenceContext* ctx) {
       TF_RETURN_IF_ERROR(SequenceShape(ctx, 3, 0));
@@ -280,7 +285,7 @@ REGISTER_OP("LstmSequenceGrad" OP_SUFFIX)
     .Input("dc_last: float")  // [B, H]: ∂L/∂c_T from outside (only c's last step leaves the layer)
     .Input("q: float")    // as LstmSequence's
     .Input("da: float")   // [B, L·H]: ∂L/∂a_T from outside (FGR's final gates), or [B, 0]
-    .Output("dz: float")  // [B, T, S·H]: ∂L/∂z_t (written over act where it can: S = 4, act not shared)
+    .Output("dz: float")  // [B, T, S·H + pad]: ∂L/∂z_t (written over act where it can: S = 4, act not shared)
     .Output("dh0: float")
     .Output("dc0: float")
     .Output("dp: float")  // [3, H]: ∂L/∂p (zeros without peepholes)
@@ -317,11 +322,12 @@ class LstmSequenceOp : public OpKernel {
     const Tensor& q = ctx->input(5); const Tensor& a0 = ctx->input(6);
     OP_REQUIRES(ctx, xp.dims() == 3 && r.dims() == 2 && h0.dims() == 2,
                 errors::InvalidArgument("LstmSequence: xp must be rank 3, r and h0 rank 2"));
-    const int64_t B = xp.dim_size(0), T = xp.dim_size(1), G = xp.dim_size(2), H = h0.dim_size(1);
-    OP_REQUIRES(ctx, G == spec_.slots * H && r.dim_size(0) == H && r.dim_size(1) == G && h0.dim_size(0) == B &&
+    const int64_t B = xp.dim_size(0), T = xp.dim_size(1), H = h0.dim_size(1), G = spec_.slots * H;
+    const int64_t pad = spec_.pad, WX = G + pad, WA = 4 * H + pad;  // row widths of xp and act
+    OP_REQUIRES(ctx, xp.dim_size(2) == WX && r.dim_size(0) == H && r.dim_size(1) == G && h0.dim_size(0) == B &&
                          c0.shape() == h0.shape() && p.NumElements() == 3 * H,
-                errors::InvalidArgument("LstmSequence: xp [B, T, ", spec_.slots, "H], r [H, ", spec_.slots,
-                                        "H], p [3, H], h0 and c0 [B, H]; got ", xp.shape().DebugString(), ", ",
+                errors::InvalidArgument("LstmSequence: xp [B, T, ", spec_.slots, "H + pad], r [H, ", spec_.slots,
+                                        "H], p [3, H], h0 and c0 [B, H] (pad ", pad, "); got ", xp.shape().DebugString(), ", ",
                                         r.shape().DebugString(), ", ", p.shape().DebugString(), ", ",
                                         h0.shape().DebugString()));
     const bool fgr = GateRecurrence(ctx, q, spec_, H);
@@ -337,7 +343,7 @@ class LstmSequenceOp : public OpKernel {
     // place, and act takes over xp's buffer when nothing else holds xp (no copy, one (B, T, 4H) less).
     const bool in_act = spec_.slots == 4;
     if (in_act) OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 2, xp.shape(), &act));
-    else OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, T, 4 * H}), &act));
+    else OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, T, WA}), &act));
     const float* X = xp.flat<float>().data();
     const float* H0 = h0.flat<float>().data(); const float* C0 = c0.flat<float>().data();
     float* Hs = h->flat<float>().data(); float* Cs = c->flat<float>().data();
@@ -354,10 +360,11 @@ class LstmSequenceOp : public OpKernel {
       if (fgr) gates = CMapM(A0 + b0 * L, nb, L, Eigen::OuterStride<>(L));
       for (int64_t t = 0; t < T; ++t) {
         // The gates are computed where the backward pass will read them.
-        MapM a = Step(A, T, 4 * H, t, b0, nb);
-        MapM z = in_act ? a : MapM(z_own.data(), nb, G, Eigen::OuterStride<>(G));
-        CMapM xp_t = Step(X, T, G, t, b0, nb);
-        if (z.data() != xp_t.data()) z = xp_t;  // (act took over xp's buffer: z already is xp_t)
+        MapM a = Step(A, T, WA, t, b0, nb);
+        if (pad) a.rightCols(pad).setZero();
+        MapM z = in_act ? MapM(a.data(), nb, G, a.outerStride()) : MapM(z_own.data(), nb, G, Eigen::OuterStride<>(G));
+        CMapM xp_t = Step(X, T, WX, t, b0, nb);
+        if (z.data() != xp_t.data()) z = xp_t.leftCols(G);  // (act took over xp's buffer: z already is xp_t)
         Rw.AddProduct(Previous(Hs, H0, T, H, t, b0, nb), z, scratch.data());  // z = W x + b + R h_{t-1}
         if (fgr) {
           Qw.Product(gates, from_gates, scratch.data());  // a_{t-1} Q
@@ -401,6 +408,10 @@ class LstmSequenceGradOp : public OpKernel {
     const Tensor& dh = ctx->input(5); const Tensor& dh_last = ctx->input(6); const Tensor& dc_last = ctx->input(7);
     const Tensor& q = ctx->input(8); const Tensor& da = ctx->input(9);
     const int64_t B = c.dim_size(0), T = c.dim_size(1), H = c.dim_size(2), G = spec_.slots * H;
+    const int64_t pad = spec_.pad, WA = 4 * H + pad, WD = G + pad;  // row widths of act and ∂L/∂z
+    OP_REQUIRES(ctx, act.dims() == 3 && act.dim_size(0) == B && act.dim_size(1) == T && act.dim_size(2) == WA,
+                errors::InvalidArgument("LstmSequenceGrad: act must be [B, T, 4H + pad] = [", B, ", ", T, ", ", WA,
+                                        "]; got ", act.shape().DebugString()));
     const bool fgr = GateRecurrence(ctx, q, spec_, H);
     if (!ctx->status().ok()) return;
     const int64_t L = fgr ? spec_.learned * H : 0;
@@ -415,7 +426,7 @@ class LstmSequenceGradOp : public OpKernel {
     Tensor *dz, *dh0, *dc0, *dp, *da0, *db;
     // ∂L/∂z_t takes act_t's place when their shapes agree and nothing else holds act: a step writes
     // each block of ∂L/∂z over its gate once it has read it, saving a (B, T, 4H) buffer.
-    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({4}, 0, TensorShape({B, T, G}), &dz));
+    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({4}, 0, TensorShape({B, T, WD}), &dz));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, c0.shape(), &dh0));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, c0.shape(), &dc0));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, p.shape(), &dp));
@@ -448,12 +459,14 @@ class LstmSequenceGradOp : public OpKernel {
       for (int64_t t = T - 1; t >= 0; --t) {
         // In place (∂L/∂z over act, all four slots): each block of ∂L/∂z is written after the last
         // read of its gate — o, then g (after di), then i, then f.
-        CMapM a = Step(A, T, 4 * H, t, b0, nb);
+        CMapM a = Step(A, T, WA, t, b0, nb);
         auto i = a.middleCols(0, H).array(); auto f = a.middleCols(H, H).array();
         auto g = a.middleCols(2 * H, H).array(); auto o = a.middleCols(3 * H, H).array();
         auto ct = Step(Cs, T, H, t, b0, nb).array();
         auto cp = Previous(Cs, C0, T, H, t, b0, nb).array();
-        MapM D = Step(DZ, T, G, t, b0, nb);
+        MapM D_row = Step(DZ, T, WD, t, b0, nb);
+        if (pad) D_row.rightCols(pad).setZero();  // read by the products outside (times zeros of W)
+        MapM D(D_row.data(), nb, G, D_row.outerStride());
         auto dz = [&](int slot) { return D.middleCols(slot * H, H).array(); };
         Activate(s.output, ct, y);  // ψ(c_t)
         Derivative(s.output, y, dy);
