@@ -121,6 +121,7 @@ def contenders(shape: Shape, variants: list[str], rungs: dict | None = None) -> 
 
 
 GATES = {"LSTM": 4, "GRU": 3}  # weight blocks per step: i, f, c, o / z, r, h
+PROBE_PADS = (0, 16)  # the GEMM probe's layouts: gates·units columns, and one cache line more
 
 
 def recurrent_flops(shape: Shape, kind: str) -> float:
@@ -258,11 +259,11 @@ def run_shape(
         jobs[name] = step
         described[name] = {"reference": name, "params": params, "engine": "torch"}
     # The per-step GEMM peak is timed in the same rounds, so the same noise hits it.
-    probes = {f"gemm.{kind}.{pad}": gemm_probe(shape, kind, pad) for kind in GATES for pad in (0, 16)}
+    probes = {f"gemm.{kind}.{pad}": gemm_probe(shape, kind, pad) for kind in GATES for pad in PROBE_PADS}
     jobs.update({name: fn for name, (fn, _) in probes.items()})
     medians = _median_rates(jobs, rounds, steps)
     peak = {
-        kind: max(medians[f"gemm.{kind}.{p}"] * probes[f"gemm.{kind}.{p}"][1] for p in (0, 16))
+        kind: max(medians[f"gemm.{kind}.{p}"] * probes[f"gemm.{kind}.{p}"][1] for p in PROBE_PADS)
         for kind in GATES
     }
     rows = []

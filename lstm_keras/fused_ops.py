@@ -51,10 +51,11 @@ def take_blocks(t: tf.Tensor, blocks: list[int], n: int, units: int | None = Non
 
 def row_pad(width: int) -> int:
     """Unused floats after each row of the LSTM op's (B, T, ·) tensors xp, act and ∂L/∂z (the op's
-    `pad`): one cache line where a row is a multiple of 2 KB. Rows 4 KB apart (4H = 1,024 units)
-    fall on the same cache sets; the products outside the recurrence over them (∂R = Σ h_{t−1}ᵀ ∂z_t,
-    ∂W) ran at half speed in oneDNN's AVX2 code (36 → 18 ms for ∂R at the char-LM shape) and
-    slower in its AVX-512 code, and 16 floats more per row cost 1.6 % of the products."""
+    `pad`): one cache line where a row is a multiple of 2 KB. Rows 4 KB apart (4 gates × 256
+    units = 1,024 floats) fall on the same cache sets; the products outside the recurrence over
+    them (∂R = Σ h_{t−1}ᵀ ∂z_t, ∂W) ran at half speed in oneDNN's AVX2 code (36 → 18 ms for ∂R at
+    the char-LM shape) and slower in its AVX-512 code, and 16 floats more per row cost 1.6 % of
+    the products."""
     return 16 if width % 512 == 0 else 0
 
 
