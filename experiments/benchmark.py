@@ -2,7 +2,8 @@
 
 Every contender trains on the same batch in one process; rounds are interleaved and rotated
 (A, B, C, then B, C, A, ...) so that the machine's noise hits all of them alike, and the table reports median
-steps/s and ratios to the built-in of the same kind. Run:
+steps/s and ratios to the built-in of the same kind: the median over rounds of the two's ratio
+in the same round, with the lowest and highest. Run:
 
     python -m experiments.benchmark [--shapes copy adding char_lm] [--variants NFG CIFG ...]
                                     [--rungs native,x86-64-v3,x86-64-v2]
@@ -210,8 +211,8 @@ def _train_step(model, x, y, kernel=None):
     return pinned_step
 
 
-def _median_rates(jobs: dict, rounds: int, steps: int) -> dict[str, float]:
-    """Median steps/s of each job over `rounds` interleaved rounds of `steps` calls."""
+def _round_rates(jobs: dict, rounds: int, steps: int) -> dict[str, list[float]]:
+    """Steps/s of each job in each of `rounds` interleaved rounds of `steps` calls."""
     for job in jobs.values():  # compile the train step and warm the caches
         for _ in range(3):
             job()
@@ -224,7 +225,15 @@ def _median_rates(jobs: dict, rounds: int, steps: int) -> dict[str, float]:
             for _ in range(steps):
                 jobs[name]()
             rates[name].append(steps / (time.perf_counter() - start))
-    return {name: statistics.median(r) for name, r in rates.items()}
+    return rates
+
+
+def paired_ratio(rates: list[float], reference: list[float]) -> tuple[float, float, float]:
+    """(median, lowest, highest) over rounds of a contender's steps/s over its reference's in the
+    same round: a round's two timings share the machine's state of the moment (its load, clock and
+    caches), which a ratio of the two medians would not pair."""
+    ratios = [a / b for a, b in zip(rates, reference, strict=True)]
+    return statistics.median(ratios), min(ratios), max(ratios)
 
 
 def run_shape(
@@ -249,42 +258,54 @@ def run_shape(
     # `LSTM:<rung>` contenders run pinned to that rung's build.
     pins = {name: rungs[name.split(":", 1)[1]] for name in entries if ":" in name}
     jobs = {name: _train_step(model, x, y, pins.get(name)) for name, model in models.items()}
-    described = {
-        name: {"reference": ref, "params": models[name].count_params(), "engine": _engine(models[name])}
-        for name, (ref, _) in entries.items()
-    }
+    described = {}
+    for name, (ref, _) in entries.items():
+        engine = _engine(models[name])
+        described[name] = {
+            "reference": ref,
+            "params": models[name].count_params(),
+            "engine": engine,
+            "rung": _rung_of(engine, pins.get(name)),
+        }
     for name, (step, params) in (
         torch_contenders.contenders(torch, shape, x, y, seed) if torch else {}
     ).items():
         jobs[name] = step
-        described[name] = {"reference": name, "params": params, "engine": "torch"}
+        described[name] = {"reference": name, "params": params, "engine": "torch", "rung": None}
     # The per-step GEMM peak is timed in the same rounds, so the same noise hits it.
     probes = {f"gemm.{kind}.{pad}": gemm_probe(shape, kind, pad) for kind in GATES for pad in PROBE_PADS}
     jobs.update({name: fn for name, (fn, _) in probes.items()})
-    medians = _median_rates(jobs, rounds, steps)
+    rates = _round_rates(jobs, rounds, steps)
     peak = {
-        kind: max(medians[f"gemm.{kind}.{p}"] * probes[f"gemm.{kind}.{p}"][1] for p in PROBE_PADS)
+        kind: max(
+            statistics.median(rates[f"gemm.{kind}.{p}"]) * probes[f"gemm.{kind}.{p}"][1] for p in PROBE_PADS
+        )
         for kind in GATES
     }
-    rows = []
-    for name, d in described.items():
-        kind = _kind(name)
-        rows.append(
-            {
-                "shape": shape.name,
-                "layer": name,
-                **d,
-                "steps_per_s": medians[name],
-                "ratio": medians[name] / medians[d["reference"]],
-                "vs_torch": medians[name] / medians[f"torch.{kind}"] if torch and kind else None,
-                "rung": _rung_of(d["engine"], pins.get(name)),
-                # Share of the per-step GEMM peak the whole training step reaches on the
-                # recurrent products alone (embedding, head and optimizer not counted).
-                "gemm_share": medians[name] * recurrent_flops(shape, kind) / peak[kind] if kind else None,
-                "gemm_peak_gflops": peak[kind] / 1e9 if kind else None,
-            }
-        )
-    return rows
+    return [_row(shape, name, d, rates, peak, torch is not None) for name, d in described.items()]
+
+
+def _row(shape: Shape, name: str, described: dict, rates: dict, peak: dict, with_torch: bool) -> dict:
+    """A contender's row: median steps/s, paired ratios to its reference and to PyTorch's layer of
+    its kind (with each round's lowest and highest), and its share of the per-step GEMM peak."""
+    kind = _kind(name)
+    steps_per_s = statistics.median(rates[name])
+    ratio = paired_ratio(rates[name], rates[described["reference"]])
+    vs_torch = paired_ratio(rates[name], rates[f"torch.{kind}"]) if with_torch and kind else None
+    return {
+        "shape": shape.name,
+        "layer": name,
+        **described,
+        "steps_per_s": steps_per_s,
+        "ratio": ratio[0],
+        "ratio_range": ratio[1:],
+        "vs_torch": vs_torch[0] if vs_torch else None,
+        "vs_torch_range": vs_torch[1:] if vs_torch else None,
+        # Share of the per-step GEMM peak the whole training step reaches on the
+        # recurrent products alone (embedding, head and optimizer not counted).
+        "gemm_share": steps_per_s * recurrent_flops(shape, kind) / peak[kind] if kind else None,
+        "gemm_peak_gflops": peak[kind] / 1e9 if kind else None,
+    }
 
 
 def _parser() -> argparse.ArgumentParser:

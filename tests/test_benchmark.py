@@ -63,6 +63,7 @@ def test_benchmark_logs_ratios_and_rates_as_metrics_of_one_run(tracking):
             "reference": "keras.LSTM",
             "steps_per_s": 6.0,
             "ratio": 1.2,
+            "ratio_range": (1.1, 1.3),
             "params": 10,
         },
     ]
@@ -72,8 +73,19 @@ def test_benchmark_logs_ratios_and_rates_as_metrics_of_one_run(tracking):
     assert (
         run.data.metrics["ratio.copy.LSTM"] == 1.2 and run.data.metrics["steps_per_s.copy.keras.LSTM"] == 5.0
     )
+    assert run.data.metrics["ratio_min.copy.LSTM"] == 1.1 and run.data.metrics["ratio_max.copy.LSTM"] == 1.3
+    assert "ratio_min.copy.keras.LSTM" not in run.data.metrics  # no range given, none logged
     assert run.data.params["rounds"] == "3" and run.data.tags["benchmark"] == "true"
     assert "benchmark.txt" in {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
+
+
+def test_a_ratio_pairs_the_two_timings_of_each_round():
+    # Round 2 ran on a loaded machine for both: its pair still says 2×, where the medians
+    # (20 against 15 steps/s) would say 1.33×.
+    assert benchmark.paired_ratio([10.0, 20.0, 30.0], [5.0, 40.0, 15.0]) == (2.0, 0.5, 2.0)
+    assert benchmark.paired_ratio([3.0, 6.0], [2.0, 4.0]) == (1.5, 1.5, 1.5)
+    with pytest.raises(ValueError):  # rounds missing from one side are an error, not a shorter pairing
+        benchmark.paired_ratio([1.0, 2.0], [1.0])
 
 
 def test_readme_table_is_built_from_a_runs_metrics():
@@ -195,9 +207,13 @@ def test_the_table_shows_each_layers_ratio_to_pytorch_beside_its_ratio_to_keras(
     assert rows["torch.LSTM"]["engine"] == "torch" and rows["torch.LSTM"]["gemm_share"] > 0
     table = benchmark.format_table(list(rows.values()))
     assert "torch" in table.splitlines()[0] and "torch.GRU" in table
+    assert rows["LSTM"]["vs_torch_range"] == (rows["LSTM"]["vs_torch"],) * 2  # one round: its own range
     metrics = {"ratio.copy.LSTM": 1.4, "vs_torch.copy.LSTM": 0.9, "vs_torch.copy.GRU": 1.25}
+    metrics.update({"vs_torch_min.copy.GRU": 1.18, "vs_torch_max.copy.GRU": 1.31})
     md = benchmark.markdown_table(metrics).splitlines()
-    assert md[0].endswith("| LSTM vs torch | GRU vs torch |") and md[2].endswith("| 0.90× | 1.25× |")
+    assert md[0].endswith("| LSTM vs torch | GRU vs torch |") and md[2].endswith(
+        "| 0.90× | 1.25× (1.18–1.31) |"
+    )
     assert len(md) == 3  # no 'not installed' note
 
 

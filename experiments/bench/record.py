@@ -47,6 +47,10 @@ def log_to_mlflow(
             mlflow.log_metrics({f"steps_per_s.{key}": r["steps_per_s"], f"ratio.{key}": r["ratio"]})
             if r.get("gemm_share"):
                 mlflow.log_metric(f"gemm_share.{key}", r["gemm_share"])
+            for name in ("ratio", "vs_torch"):  # each round's lowest and highest
+                if r.get(f"{name}_range"):
+                    low, high = r[f"{name}_range"]
+                    mlflow.log_metrics({f"{name}_min.{key}": low, f"{name}_max.{key}": high})
             if r.get("vs_torch"):
                 mlflow.log_metric(f"vs_torch.{key}", r["vs_torch"])
         for m in memory or []:

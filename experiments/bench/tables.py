@@ -10,19 +10,24 @@ def _ratio(value: float | None) -> str:
     return f"{value:6.2f}" if value is not None else f"{'':6}"
 
 
+def _span(span: tuple[float, float] | None) -> str:
+    return f"{span[0]:.2f}–{span[1]:.2f}" if span else ""
+
+
 def format_table(rows: list[dict], torch_note: str | None = None) -> str:
     """One line per contender; `vs torch` is its steps/s over PyTorch's layer of the same kind
-    (>1: faster than PyTorch). `torch_note`: why PyTorch is missing, said under the table."""
+    (>1: faster than PyTorch), `rounds` the lowest and highest of that ratio in one round.
+    `torch_note`: why PyTorch is missing, said under the table."""
     lines = [
         f"{'shape':8} {'layer':18} {'engine':8} {'rung':18} {'steps/s':>8} {'ratio':>6}  vs {'':12} "
-        f"{'torch':>6} {'params':>8} gemm%"
+        f"{'torch':>6} {'rounds':>9} {'params':>8} gemm%"
     ]
     for r in rows:
         share = f"{100 * r['gemm_share']:5.0f}" if r.get("gemm_share") else ""
         lines.append(
             f"{r['shape']:8} {r['layer']:18} {r.get('engine', ''):8} {r.get('rung') or '':18} "
             f"{r['steps_per_s']:8.2f} {r['ratio']:6.2f}  vs {r['reference']:12} "
-            f"{_ratio(r.get('vs_torch'))} {r['params']:8d} {share}"
+            f"{_ratio(r.get('vs_torch'))} {_span(r.get('vs_torch_range')):>9} {r['params']:8d} {share}"
         )
     peaks = {
         r["layer"].removeprefix("keras."): r["gemm_peak_gflops"] for r in rows if r.get("gemm_peak_gflops")
@@ -61,8 +66,12 @@ def _cell(metrics: dict[str, float], shape: str, layer: str) -> str:
     return f"{ratio:.2f}×" + (f" ({100 * share:.0f} %)" if share is not None else "")
 
 
-def _torch_cell(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}×"
+def _torch_cell(metrics: dict[str, float], key: str) -> str:
+    """Ours over PyTorch, with the lowest and highest round's ratio where the run logged them."""
+    if (value := metrics.get(f"vs_torch.{key}")) is None:
+        return "–"
+    span = (metrics.get(f"vs_torch_min.{key}"), metrics.get(f"vs_torch_max.{key}"))
+    return f"{value:.2f}×" + (f" ({_span(span)})" if None not in span else "")
 
 
 def _memory_table(metrics: dict[str, float]) -> list[str]:
@@ -76,8 +85,8 @@ def _memory_table(metrics: dict[str, float]) -> list[str]:
 
 def markdown_table(metrics: dict[str, float]) -> str:
     """The performance table of docs/benchmarks.md from a benchmark run's metrics (`ratio.<shape>.<layer>`,
-    `gemm_share.<shape>.<layer>`, `vs_torch.<shape>.<layer>`, `memory_mb.<shape>.<layer>`): one row per
-    shape, ours against the built-ins and against PyTorch."""
+    `gemm_share.<shape>.<layer>`, `vs_torch[_min|_max].<shape>.<layer>`, `memory_mb.<shape>.<layer>`): one
+    row per shape, ours against the built-ins and against PyTorch (with its rounds' range)."""
     from experiments.benchmark import SHAPES
 
     shapes = [s for s in SHAPES if f"ratio.{s}.LSTM" in metrics]
@@ -99,10 +108,7 @@ def markdown_table(metrics: dict[str, float]) -> str:
         desc = f"{shape} (B{sh.batch}, T{sh.seq_len}, {sh.units} units)"
         row = [desc, *(_cell(metrics, shape, layer) for layer in (*layers, *variants))]
         if with_torch:
-            row += [
-                f"{metrics[k]:.2f}×" if (k := f"vs_torch.{shape}.{kind}") in metrics else "–"
-                for kind in KINDS
-            ]
+            row += [_torch_cell(metrics, f"{shape}.{kind}") for kind in KINDS]
         lines.append("| " + " | ".join(row) + " |")
     if not with_torch:
         lines.append("")
