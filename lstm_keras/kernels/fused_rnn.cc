@@ -253,9 +253,10 @@ static void PlainLstmForward(MapM& a, const CMapM& cp, MapM& c, MapM& h) {
 // sum of ∂L/∂z_t over rows into db. The general step below runs a dozen Eigen passes over
 // (rows × H) temporaries; fused, the same arithmetic took 9 instead of 22 µs a step on one thread
 // (64 rows × 128 units, in cache). The same equations, in the same order of operations.
-static void PlainLstmBack(const CMapM& a, MapM& D, const Arr& y, const Arr& dpsi, const Arr& dphi,
-                          const CMapM& cp, const float* dh_t, int64_t dh_stride, const Mat& dh_next,
-                          Mat& dc_next, Arr& db) {
+template <bool kSequenceGrad>
+static void PlainLstmBackRows(const CMapM& a, MapM& D, const Arr& y, const Arr& dpsi, const Arr& dphi,
+                              const CMapM& cp, const float* dh_t, int64_t dh_stride, const Mat& dh_next,
+                              Mat& dc_next, Arr& db) {
   const int64_t H = y.cols();
   float* __restrict__ sum = db.data();
   for (Eigen::Index r = 0; r < y.rows(); ++r) {
@@ -266,12 +267,13 @@ static void PlainLstmBack(const CMapM& a, MapM& D, const Arr& y, const Arr& dpsi
     const float* __restrict__ dphir = dphi.row(r).data();
     const float* __restrict__ cpr = cp.row(r).data();
     const float* __restrict__ dhn = dh_next.row(r).data();
-    const float* __restrict__ dhr = dh_t ? dh_t + r * dh_stride : nullptr;
+    const float* __restrict__ dhr = kSequenceGrad ? dh_t + r * dh_stride : nullptr;
     float* __restrict__ dcn = dc_next.row(r).data();
 #pragma GCC ivdep
     for (int64_t j = 0; j < H; ++j) {
       const float i = ar[j], f = ar[H + j], g = ar[2 * H + j], o = ar[3 * H + j];
-      const float dh = dhr ? dhn[j] + dhr[j] : dhn[j];      // ∂L/∂h_t
+      float dh = dhn[j];  // ∂L/∂h_t: through step t+1, and from outside
+      if constexpr (kSequenceGrad) dh += dhr[j];
       const float dc = dcn[j] + dh * o * dpsir[j];           // ∂L/∂c_t
       const float zo = dh * yr[j] * o * (1.f - o);           // o = σ(z_o), h = o ⊙ ψ(c)
       const float zc = dc * i * dphir[j];                    // g = φ(z_c)
@@ -282,6 +284,13 @@ static void PlainLstmBack(const CMapM& a, MapM& D, const Arr& y, const Arr& dpsi
       sum[j] += zi; sum[H + j] += zf; sum[2 * H + j] += zc; sum[3 * H + j] += zo;
     }
   }
+}
+// dh_t: ∂L/∂h_t from outside for these rows (dh_stride apart), or null where none came.
+static void PlainLstmBack(const CMapM& a, MapM& D, const Arr& y, const Arr& dpsi, const Arr& dphi,
+                          const CMapM& cp, const float* dh_t, int64_t dh_stride, const Mat& dh_next,
+                          Mat& dc_next, Arr& db) {
+  if (dh_t) PlainLstmBackRows<true>(a, D, y, dpsi, dphi, cp, dh_t, dh_stride, dh_next, dc_next, db);
+  else PlainLstmBackRows<false>(a, D, y, dpsi, dphi, cp, dh_t, dh_stride, dh_next, dc_next, db);
 }
 
 struct LstmSpec {
