@@ -41,6 +41,18 @@ def _layers(cls, rng, engines=("keras", "fused"), features=F, **options):
     return layers
 
 
+def _keras_and_fused_lstms(rng, units, batch, steps, features, scale, **options):
+    """Our LSTM on the Keras RNN path and on the fused kernel, with the same random weights of
+    `scale`, and an input for them."""
+    plain, fused = (lk.LSTM(units, engine=e, **options) for e in ("keras", "fused"))
+    for layer in (plain, fused):
+        layer.build((batch, steps, features))
+    weights = [rng.normal(0, scale, w.shape).astype("float32") for w in plain.get_weights()]
+    plain.set_weights(weights)
+    fused.set_weights(weights)
+    return plain, fused, tf.constant(rng.normal(size=(batch, steps, features)).astype("float32"))
+
+
 def _outputs_and_grads(layer, x, initial_state=None):
     x = tf.convert_to_tensor(x)
     watched = [x, *(initial_state or [])]

@@ -5,9 +5,8 @@ same numbers; widths with a SIMD part and a scalar tail (35 = 2 · 16 + 3, and 2
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_fused_engine import _assert_same, _outputs_and_grads
+from test_fused_engine import _assert_same, _keras_and_fused_lstms, _outputs_and_grads
 
-import lstm_keras as lk
 from lstm_keras import fused_engine
 
 pytestmark = pytest.mark.tf_only
@@ -64,13 +63,6 @@ def test_the_one_pass_steps_equal_the_general_steps(units, exact, sequence_grad,
 
 @pytest.mark.parametrize("options", [{"return_sequences": True, "return_state": True}, {}])
 def test_the_usual_lstm_with_a_scalar_tail_equals_the_keras_rnn_path(options, rng):
-    batch, steps, features, units = 19, 5, 3, 35
-    plain, fused = (lk.LSTM(units, engine=e, **options) for e in ("keras", "fused"))
-    for layer in (plain, fused):
-        layer.build((batch, steps, features))
-    weights = [rng.normal(0, 0.3, w.shape).astype("float32") for w in plain.get_weights()]
-    plain.set_weights(weights)
-    fused.set_weights(weights)
-    x = tf.constant(rng.normal(size=(batch, steps, features)).astype("float32"))
+    plain, fused, x = _keras_and_fused_lstms(rng, 35, batch=19, steps=5, features=3, scale=0.3, **options)
     traced = tf.function(lambda x: _outputs_and_grads(fused, x), autograph=False)
     _assert_same(_outputs_and_grads(plain, x), traced(x))

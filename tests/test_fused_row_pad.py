@@ -4,9 +4,8 @@ moves where rows lie in memory, never what is computed."""
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_fused_engine import _assert_same, _lstm_kwargs, _outputs_and_grads
+from test_fused_engine import _assert_same, _keras_and_fused_lstms, _lstm_kwargs, _outputs_and_grads
 
-import lstm_keras as lk
 from lstm_keras import fused_engine, fused_ops
 
 pytestmark = pytest.mark.tf_only
@@ -93,15 +92,8 @@ def test_an_op_given_rows_of_the_wrong_width_says_what_it_expected():
 # runs, so that act takes over xp's buffer and ∂L/∂z act's.
 @pytest.mark.parametrize("variant,units", [("vanilla", 128), ("FGR", 128), ("NFG", 512)])
 def test_a_padded_layer_equals_the_keras_rnn_path(variant, units, rng):
-    batch, steps, features = 3, 5, 4
     options = {"return_sequences": True, "return_state": True, **_lstm_kwargs(variant)}
-    plain, fused = (lk.LSTM(units, engine=e, **options) for e in ("keras", "fused"))
-    for layer in (plain, fused):
-        layer.build((batch, steps, features))
-    weights = [rng.normal(0, 0.1, w.shape).astype("float32") for w in plain.get_weights()]
-    plain.set_weights(weights)
-    fused.set_weights(weights)
-    x = tf.constant(rng.normal(size=(batch, steps, features)).astype("float32"))
+    plain, fused, x = _keras_and_fused_lstms(rng, units, batch=3, steps=5, features=4, scale=0.1, **options)
     traced = tf.function(lambda x: _outputs_and_grads(fused, x), autograph=False)
     graph = traced.get_concrete_function(x).graph
     pads = {op.get_attr("pad") for op in graph.get_operations() if op.type.startswith("LstmSequence")}
