@@ -41,10 +41,10 @@ def _layers(cls, rng, engines=("keras", "fused"), features=F, **options):
     return layers
 
 
-def _keras_and_fused_lstms(rng, units, batch, steps, features, scale, **options):
-    """Our LSTM on the Keras RNN path and on the fused kernel, with the same random weights of
-    `scale`, and an input for them."""
-    plain, fused = (lk.LSTM(units, engine=e, **options) for e in ("keras", "fused"))
+def _keras_and_fused(cls, rng, units, batch, steps, features, scale, **options):
+    """Our layer `cls` on the Keras RNN path and on the fused kernel, with the same random weights
+    of `scale`, and an input for them."""
+    plain, fused = (cls(units, engine=e, **options) for e in ("keras", "fused"))
     for layer in (plain, fused):
         layer.build((batch, steps, features))
     weights = [rng.normal(0, scale, w.shape).astype("float32") for w in plain.get_weights()]

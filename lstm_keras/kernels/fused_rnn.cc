@@ -781,6 +781,43 @@ class GruSequenceOp : public OpKernel {
   GruSpec spec_;
 };
 
+// The backward step of Keras's GRU (update gate keeping the state, reset gate after the product,
+// U_z and U_r on h_{t-1}), one pass per row, as PlainLstmBack for the LSTM: ∂L/∂(input terms) into
+// Dx, ∂L/∂(recurrent terms) into Dr (which may be act's own block), ∂L/∂h_{t-1} not through U into
+// dh_next, and both bias sums. The same equations in the same order as the general step below.
+template <bool kSequenceGrad>
+static void PlainGruBack(const CMapM& a, const CMapM& hp, const float* rh_t, const float* dh_t, int64_t stride,
+                         MapM& Dx, MapM& Dr, Mat& dh_next, Arr& dxb, Arr& drb) {
+  const int64_t H = hp.cols();
+  float* __restrict__ sum_x = dxb.data();
+  float* __restrict__ sum_r = drb.data();
+  for (Eigen::Index r = 0; r < hp.rows(); ++r) {
+    const float* ar = a.row(r).data();
+    float* dr = Dr.row(r).data();  // == ar in place: each element is read before it is written
+    float* __restrict__ dx = Dx.row(r).data();
+    const float* __restrict__ hpr = hp.row(r).data();
+    const float* __restrict__ rhr = rh_t + r * stride;
+    const float* __restrict__ dhr = kSequenceGrad ? dh_t + r * stride : nullptr;
+    float* __restrict__ dhn = dh_next.row(r).data();
+#pragma GCC ivdep
+    for (int64_t j = 0; j < H; ++j) {
+      const float z = ar[j], reset = ar[H + j], hc = ar[2 * H + j];
+      float dh = dhn[j];  // ∂L/∂h_t: through step t+1, and from outside
+      if constexpr (kSequenceGrad) dh += dhr[j];
+      const float dz = dh * (hpr[j] - hc);            // h = z ⊙ h_{t-1} + (1 − z) ⊙ h̃
+      const float dhc = dh * (1.f - z) * (1.f - hc * hc);  // ∂L/∂(pre-activation of h̃)
+      dhn[j] = dh * z;
+      const float zr = dhc * rhr[j] * reset * (1.f - reset);  // h̃ = tanh(x_h + r ⊙ (U_h h + b_h))
+      const float zz = dz * z * (1.f - z);
+      const float rec_h = dhc * reset;
+      dx[j] = zz; dx[H + j] = zr; dx[2 * H + j] = dhc;
+      dr[j] = zz; dr[H + j] = zr; dr[2 * H + j] = rec_h;
+      sum_x[j] += zz; sum_x[H + j] += zr; sum_x[2 * H + j] += dhc;
+      sum_r[j] += zz; sum_r[H + j] += zr; sum_r[2 * H + j] += rec_h;
+    }
+  }
+}
+
 class GruSequenceGradOp : public OpKernel {
  public:
   explicit GruSequenceGradOp(OpKernelConstruction* c) : OpKernel(c) { OP_REQUIRES_OK(c, spec_.Parse(c)); }
@@ -816,6 +853,8 @@ class GruSequenceGradOp : public OpKernel {
     const PackedWeight shared(U + s.shared_lo * H, s.shared_n * H, H, C, true);
     const PackedWeight Uz(U + std::max(s.col_z, 0) * H, s.z_operand == Operand::kTanhState ? H : 0, H, C, true);
     const PackedWeight Uh(U + s.col_h * H, s.reset_after ? 0 : H, H, C, true);
+    // PlainGruBack's case: Keras's GRU (slots and columns z, r, h; all three on h_{t-1}).
+    const bool plain = s.update == Update::kKeeps && s.z_operand == Operand::kState && s.reset && s.reset_after;
     ForBatchChunks(ctx, B, T * H * C * 4, [&](int64_t b0, int64_t b1) {
       const int64_t nb = b1 - b0;
       Scratch scratch(C * nb + PackedWeight::kSlack);
@@ -831,6 +870,13 @@ class GruSequenceGradOp : public OpKernel {
         MapM Dr = Step(DR, T, C, t, b0, nb);
         auto dx = [&](int slot) { return Dx.middleCols(slot * H, H).array(); };
         auto drt = [&](int col) { return Dr.middleCols(col * H, H).array(); };
+        if (plain) {
+          const float* rh_t = RH + (b0 * T + t) * H;
+          if (DH) PlainGruBack<true>(At, Hp, rh_t, DH + (b0 * T + t) * H, T * H, Dx, Dr, dh_next, dxb_chunk, drb_chunk);
+          else PlainGruBack<false>(At, Hp, rh_t, nullptr, T * H, Dx, Dr, dh_next, dxb_chunk, drb_chunk);
+          shared.AddProduct(Dr, dh_next, scratch.data());  // + ∂L/∂(recurrent terms) Uᵀ
+          continue;
+        }
         auto Z = At.middleCols(0, H).array(); auto R = At.middleCols(H, H).array();
         auto Hc = At.middleCols(2 * H, H).array();
         dhv = dh_next.array();
