@@ -30,27 +30,17 @@ def _kernel():
         pytest.fail(fused_engine.unavailable_reason())
 
 
-def _layers(cls, rng, engines=("keras", "fused"), features=F, **options):
-    layers = [cls(U, engine=e, **options) for e in engines]
+def _layers(
+    cls, rng, engines=("keras", "fused"), features=F, units=U, batch=B, steps=T, scale=0.5, **options
+):
+    layers = [cls(units, engine=e, **options) for e in engines]
     for layer in layers:
-        layer.build((B, T, features))
+        layer.build((batch, steps, features))
     # Random non-zero weights everywhere, biases included, so every term counts.
-    weights = [rng.normal(0, 0.5, w.shape).astype("float32") for w in layers[0].get_weights()]
+    weights = [rng.normal(0, scale, w.shape).astype("float32") for w in layers[0].get_weights()]
     for layer in layers:
         layer.set_weights(weights)
     return layers
-
-
-def _keras_and_fused(cls, rng, units, batch, steps, features, scale, **options):
-    """Our layer `cls` on the Keras RNN path and on the fused kernel, with the same random weights
-    of `scale`, and an input for them."""
-    plain, fused = (cls(units, engine=e, **options) for e in ("keras", "fused"))
-    for layer in (plain, fused):
-        layer.build((batch, steps, features))
-    weights = [rng.normal(0, scale, w.shape).astype("float32") for w in plain.get_weights()]
-    plain.set_weights(weights)
-    fused.set_weights(weights)
-    return plain, fused, tf.constant(rng.normal(size=(batch, steps, features)).astype("float32"))
 
 
 def _outputs_and_grads(layer, x, initial_state=None):

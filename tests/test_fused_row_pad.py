@@ -4,7 +4,7 @@ moves where rows lie in memory, never what is computed."""
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_fused_engine import _assert_same, _keras_and_fused, _lstm_kwargs, _outputs_and_grads
+from test_fused_engine import _assert_same, _layers, _lstm_kwargs, _outputs_and_grads
 
 import lstm_keras as lk
 from lstm_keras import fused_engine, fused_ops
@@ -94,9 +94,8 @@ def test_an_op_given_rows_of_the_wrong_width_says_what_it_expected():
 @pytest.mark.parametrize("variant,units", [("vanilla", 128), ("FGR", 128), ("NFG", 512)])
 def test_a_padded_layer_equals_the_keras_rnn_path(variant, units, rng):
     options = {"return_sequences": True, "return_state": True, **_lstm_kwargs(variant)}
-    plain, fused, x = _keras_and_fused(
-        lk.LSTM, rng, units, batch=3, steps=5, features=4, scale=0.1, **options
-    )
+    plain, fused = _layers(lk.LSTM, rng, units=units, batch=3, steps=5, features=4, scale=0.1, **options)
+    x = tf.constant(rng.normal(size=(3, 5, 4)).astype("float32"))
     traced = tf.function(lambda x: _outputs_and_grads(fused, x), autograph=False)
     graph = traced.get_concrete_function(x).graph
     pads = {op.get_attr("pad") for op in graph.get_operations() if op.type.startswith("LstmSequence")}

@@ -303,6 +303,11 @@ struct LstmSpec {
   int in_a[3] = {-1, -1, -1};  // gate i, f, o → its block of a (−1: not learned)
   int pad = 0;  // floats after each row of xp, act and ∂L/∂z (zeros): see LSTM_ATTRS
 
+  // The usual LSTM's gates (PlainLstmForward / PlainLstmBack), given no gate recurrence.
+  bool PlainGates() const {
+    return in == Gate::kLearned && forget == Gate::kLearned && out == Gate::kLearned && !peepholes;
+  }
+
   Status Parse(OpKernelConstruction* ctx) {
     TF_RETURN_IF_ERROR(GetCode(ctx, "input_gate", &in));
     TF_RETURN_IF_ERROR(GetCode(ctx, "forget_gate", &forget));
@@ -436,8 +441,7 @@ class LstmSequenceOp : public OpKernel {
     const Row pi = P.row(0).array(), pf = P.row(1).array(), po = P.row(2).array();
     const PackedWeight Rw(r.flat<float>().data(), H, G, G, false), Qw(q.flat<float>().data(), L, L, L, false);
     const LstmSpec& s = spec_;
-    const bool plain = s.in == Gate::kLearned && s.forget == Gate::kLearned && s.out == Gate::kLearned &&
-                       !s.peepholes && !fgr && s.candidate == Act::kTanh && s.output == Act::kTanh;
+    const bool plain = s.PlainGates() && !fgr && s.candidate == Act::kTanh && s.output == Act::kTanh;
     ForBatchChunks(ctx, B, T * H * (G + L) * 4, [&](int64_t b0, int64_t b1) {
       const int64_t nb = b1 - b0;
       Mat z_own(in_act ? 0 : nb, G), gates(nb, L), from_gates(nb, L);  // FGR: a_{t-1} and a_{t-1} Q
@@ -533,8 +537,7 @@ class LstmSequenceGradOp : public OpKernel {
     const Row pi = P.row(0).array(), pf = P.row(1).array(), po = P.row(2).array();
     const PackedWeight Rt(r.flat<float>().data(), G, H, G, true), Qt(q.flat<float>().data(), L, L, L, true);
     const LstmSpec& s = spec_;
-    const bool plain = s.in == Gate::kLearned && s.forget == Gate::kLearned && s.out == Gate::kLearned &&
-                       !s.peepholes && !fgr;  // PlainLstmBack's case
+    const bool plain = s.PlainGates() && !fgr;  // PlainLstmBack's case (any φ and ψ)
     ForBatchChunks(ctx, B, T * H * (G + L) * 4, [&](int64_t b0, int64_t b1) {
       const int64_t nb = b1 - b0;
       Scratch scratch(std::max(G, L) * nb + PackedWeight::kSlack);
